@@ -1,0 +1,17 @@
+#![doc = include_str!("../README.md")]
+
+pub mod abi;
+pub mod context;
+pub mod error;
+pub mod payload;
+pub mod runtime;
+
+pub use context::ActivationContext;
+pub use error::{Error, Result};
+pub use runtime::{ActionAbi, ActionSpec, ActivationOutput, Limits, PreparedAction, WasmRuntime};
+
+/// The line written to stdout and to stderr after every activation's logs.
+///
+/// The invoker reads the container's streams up to this line to collect an
+/// activation's logs; see `shared/openwhisk-protocol.md`.
+pub const SENTINEL: &str = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX";

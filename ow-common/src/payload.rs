@@ -1,0 +1,196 @@
+//! The JSON bodies of `POST /init` and `POST /run`, as the invoker sends them.
+//!
+//! Every field the protocol allows to be missing or `null` is optional here;
+//! see `shared/openwhisk-protocol.md` for the wire facts.
+
+use crate::context::ActivationContext;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// The entry point used when /init names none (or an empty one).
+pub const DEFAULT_MAIN: &str = "main";
+
+/// Body of `POST /init`: `{"value": {...}}`. `{}` is allowed (and refused
+/// later with "Missing main/no code to execute.").
+#[derive(Debug, Default, Deserialize)]
+pub struct InitRequest {
+    /// The action; `None` for `{}` or `{"value": null}`.
+    #[serde(default)]
+    pub value: Option<InitValue>,
+}
+
+/// The `value` of an /init request.
+#[derive(Debug, Default, Deserialize)]
+pub struct InitValue {
+    /// The action's name, informational.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Entry point; `None` or `""` mean [`DEFAULT_MAIN`].
+    #[serde(default)]
+    pub main: Option<String>,
+    /// True when `code` is base64 (a binary upload or a zip).
+    #[serde(default)]
+    pub binary: Option<bool>,
+    /// The action's code: base64 of a `.wasm` or of a zip.
+    #[serde(default)]
+    pub code: Option<String>,
+    /// Init-bound parameters and the cold-starting activation's `__OW_*`
+    /// variables. Values are strings on the wire; other JSON values are kept
+    /// as their JSON text, `null` as the empty string.
+    #[serde(default)]
+    pub env: Option<Map<String, Value>>,
+}
+
+impl InitValue {
+    /// The entry point to call, defaulting to `main`.
+    pub fn entry(&self) -> &str {
+        match self.main.as_deref() {
+            None | Some("") => DEFAULT_MAIN,
+            Some(main) => main,
+        }
+    }
+
+    /// The init `env` as strings (see [`InitValue::env`]).
+    pub fn env_strings(&self) -> BTreeMap<String, String> {
+        self.env
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), json_to_env_value(v)))
+            .collect()
+    }
+}
+
+fn json_to_env_value(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// Body of `POST /run`: `value` plus the activation's metadata fields.
+#[derive(Debug, Default, Deserialize)]
+pub struct RunRequest {
+    /// The parameters; missing or `null` mean `{}`.
+    #[serde(default)]
+    pub value: Option<Value>,
+    /// Every other top-level field (`namespace`, `action_name`, `deadline`, ...).
+    #[serde(flatten)]
+    pub meta: Map<String, Value>,
+}
+
+impl RunRequest {
+    /// Turn the request into the context an engine runs with.
+    ///
+    /// Every top-level string field except `value` becomes `__OW_<KEY>` in
+    /// the action's environment, as the reference runtimes do.
+    pub fn into_context(self, api_host: Option<String>) -> ActivationContext {
+        let params = match self.value {
+            None | Some(Value::Null) => Value::Object(Map::new()),
+            Some(v) => v,
+        };
+        let text = |key: &str| {
+            self.meta
+                .get(key)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        let deadline_ms = match self.meta.get("deadline") {
+            Some(Value::String(s)) => s.trim().parse().ok(),
+            Some(Value::Number(n)) => n.as_u64(),
+            _ => None,
+        };
+        let ow_env = self
+            .meta
+            .iter()
+            .filter_map(|(k, v)| {
+                v.as_str()
+                    .map(|s| (format!("__OW_{}", k.to_uppercase()), s.to_owned()))
+            })
+            .collect();
+        ActivationContext {
+            namespace: text("namespace"),
+            action_name: text("action_name"),
+            action_version: text("action_version"),
+            activation_id: text("activation_id"),
+            transaction_id: text("transaction_id"),
+            api_key: text("api_key"),
+            deadline_ms,
+            api_host,
+            ow_env,
+            params,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn init_tolerates_missing_and_null_fields() {
+        let empty: InitRequest = serde_json::from_str("{}").unwrap();
+        assert!(empty.value.is_none());
+        let nulls: InitRequest =
+            serde_json::from_str(r#"{"value":{"code":"","main":"","binary":false,"env":null}}"#)
+                .unwrap();
+        let v = nulls.value.unwrap();
+        assert_eq!(v.entry(), "main");
+        assert!(v.env_strings().is_empty());
+        let named: InitRequest = serde_json::from_str(
+            r#"{"value":{"main":"niam","code":"AA==","binary":true,"env":{"A":"x","B":null,"C":3}}}"#,
+        )
+        .unwrap();
+        let v = named.value.unwrap();
+        assert_eq!(v.entry(), "niam");
+        assert_eq!(
+            v.env_strings(),
+            [
+                ("A".into(), "x".into()),
+                ("B".into(), "".into()),
+                ("C".into(), "3".into())
+            ]
+            .into()
+        );
+    }
+
+    #[test]
+    fn init_rejects_wrong_types() {
+        assert!(serde_json::from_str::<InitRequest>(r#"{"value":{"main":5}}"#).is_err());
+        assert!(serde_json::from_str::<InitRequest>(r#"{"value":{"env":"x"}}"#).is_err());
+    }
+
+    #[test]
+    fn run_maps_string_fields_to_ow_env() {
+        let req: RunRequest = serde_json::from_value(json!({
+            "value": {"a": 1},
+            "namespace": "guest",
+            "action_name": "/guest/act",
+            "activation_id": "abc",
+            "deadline": "1712345678901",
+            "api_key": "k:s",
+            "not_a_string": 7
+        }))
+        .unwrap();
+        let ctx = req.into_context(Some("https://host".into()));
+        assert_eq!(ctx.params, json!({"a": 1}));
+        assert_eq!(ctx.namespace.as_deref(), Some("guest"));
+        assert_eq!(ctx.deadline_ms, Some(1712345678901));
+        assert_eq!(ctx.ow_env["__OW_ACTION_NAME"], "/guest/act");
+        assert_eq!(ctx.ow_env["__OW_DEADLINE"], "1712345678901");
+        assert_eq!(ctx.ow_env["__OW_API_KEY"], "k:s");
+        assert!(!ctx.ow_env.contains_key("__OW_NOT_A_STRING"));
+        assert!(!ctx.ow_env.contains_key("__OW_VALUE"));
+        assert_eq!(ctx.api_host.as_deref(), Some("https://host"));
+    }
+
+    #[test]
+    fn run_without_value_means_empty_object_and_arrays_pass_through() {
+        let req: RunRequest = serde_json::from_str("{}").unwrap();
+        assert_eq!(req.into_context(None).params, json!({}));
+        let req: RunRequest = serde_json::from_str(r#"{"value":[1,2]}"#).unwrap();
+        assert_eq!(req.into_context(None).params, json!([1, 2]));
+    }
+}

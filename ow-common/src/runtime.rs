@@ -1,0 +1,98 @@
+//! The engine abstraction, split by lifetime.
+//!
+//! * process: a [`WasmRuntime`] holds an engine and its configuration;
+//! * action: [`WasmRuntime::prepare`] compiles, links and type-checks a module
+//!   once, at /init, into a [`PreparedAction`];
+//! * activation: [`PreparedAction::run`] makes a fresh instance for every
+//!   /run, so nothing leaks from one activation to the next.
+
+use crate::context::ActivationContext;
+use crate::error::Result;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use crate::abi::ActionAbi;
+
+/// Resource limits that apply to every activation, whatever the engine.
+///
+/// The defaults are OpenWhisk's: 256 MiB of memory, 5 minutes at most
+/// (OpenWhisk's largest action timeout; the per-activation deadline is
+/// usually shorter), 1 MiB results and 10 MiB of logs per activation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest linear memory an instance may grow to, in bytes.
+    pub max_memory_bytes: usize,
+    /// Longest an activation may run, whatever its deadline says.
+    pub max_duration: Duration,
+    /// Largest result, in bytes of JSON.
+    pub max_result_bytes: usize,
+    /// Log bytes kept per stream and activation; the rest is cut with a notice.
+    pub max_log_bytes: usize,
+    /// Instances that may exist at once (sizes the engine's instance pool).
+    pub max_instances: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_memory_bytes: 256 << 20,
+            max_duration: Duration::from_secs(300),
+            max_result_bytes: 1 << 20,
+            max_log_bytes: 10 << 20,
+            max_instances: 1000,
+        }
+    }
+}
+
+/// What /init says about the action, besides its bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ActionSpec {
+    /// The action's name, informational (used as `argv[0]`).
+    pub name: Option<String>,
+    /// The entry point of an SDK module (ignored by command modules).
+    pub entry: String,
+    /// The init-time environment, visible from the first instruction.
+    pub env: BTreeMap<String, String>,
+}
+
+/// An engine, process-wide.
+pub trait WasmRuntime: Send + Sync {
+    /// Short name used on the command line (`wasmtime`).
+    fn name(&self) -> &'static str;
+
+    /// The engine's version.
+    fn version(&self) -> &'static str;
+
+    /// Compile, link and type-check `wasm` so that each activation only has
+    /// to instantiate it.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidModule`], [`crate::Error::UnknownAbi`],
+    /// [`crate::Error::MissingExport`] or [`crate::Error::ExportType`].
+    fn prepare(&self, wasm: &[u8], spec: ActionSpec) -> Result<Arc<dyn PreparedAction>>;
+}
+
+/// An action ready to run, shared by all of its concurrent activations.
+pub trait PreparedAction: Send + Sync {
+    /// Which ABI the module follows.
+    fn abi(&self) -> ActionAbi;
+
+    /// Run one activation in a fresh instance. Blocks the calling thread
+    /// until the activation ends (or its time limit interrupts it).
+    fn run(&self, ctx: &ActivationContext) -> ActivationOutput;
+}
+
+/// What one activation produced. The logs are there whatever the outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActivationOutput {
+    /// The result object or array, or why there is none.
+    pub result: Result<Value>,
+    /// The action's stdout, less a command module's result line.
+    pub stdout: Vec<u8>,
+    /// The action's stderr.
+    pub stderr: Vec<u8>,
+    /// True when either stream went past [`Limits::max_log_bytes`] and was cut.
+    pub logs_truncated: bool,
+}
