@@ -1,0 +1,85 @@
+//! Our wasmtime configuration, each knob explained.
+
+use ow_common::{Error, Limits, Result};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How the wasmtime engine is set up.
+///
+/// Defaults, and why:
+/// - **Pooling allocator** (`pooling = true`): instance slots, memories and
+///   tables are reserved once at start-up and reused, so instantiating an
+///   action costs microseconds instead of an `mmap`/`munmap` pair per
+///   activation. It reserves `max_instances` x (memory reservation + guard)
+///   of virtual address space, which a 64-bit Linux host allows; where it does
+///   not (a `ulimit -v`, a 32-bit host), [`WasmtimeConfig::build_engine`] falls
+///   back to on-demand allocation.
+/// - **Copy-on-write memory images** (wasmtime's default, kept on): a
+///   module's data segments are mapped, not copied, into each fresh instance.
+/// - **Epoch interruption**: a ticker thread advances the epoch every few
+///   milliseconds; each store's deadline is the activation's time limit. It
+///   costs a load and compare at loop headers, far less than fuel metering.
+/// - **Memory cap**: the pool's memory slots and each store's limiter stop
+///   linear memory at `limits.max_memory_bytes` (`memory.grow` returns -1).
+/// - **Cranelift, speed-optimised, parallel compilation**: /init compiles
+///   once, activations only instantiate.
+#[derive(Debug, Clone)]
+pub struct WasmtimeConfig {
+    /// Limits applied to every activation.
+    pub limits: Limits,
+    /// Use the pooling allocator when possible.
+    pub pooling: bool,
+}
+
+impl WasmtimeConfig {
+    /// The defaults above, with these limits.
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            pooling: true,
+        }
+    }
+
+    fn base(&self) -> Config {
+        let mut config = Config::new();
+        config
+            .epoch_interruption(true)
+            .cranelift_opt_level(wasmtime::OptLevel::Speed)
+            .parallel_compilation(true)
+            .memory_init_cow(true);
+        config
+    }
+
+    fn pooled(&self) -> Config {
+        let mut pool = PoolingAllocationConfig::default();
+        let n = self.limits.max_instances.max(1);
+        pool.total_core_instances(n)
+            .total_memories(n)
+            .total_tables(n)
+            .max_memory_size(self.limits.max_memory_bytes)
+            // Keep freed slots' memory mapped-in for reuse up to this many
+            // bytes: resetting a page is cheaper than faulting a fresh one.
+            .linear_memory_keep_resident(64 * 1024)
+            .table_keep_resident(64 * 1024);
+        let mut config = self.base();
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        config
+    }
+
+    /// Build the engine; returns it and whether it pools.
+    ///
+    /// # Errors
+    /// [`Error::Resources`] when neither configuration is accepted.
+    pub fn build_engine(&self) -> Result<(Engine, bool)> {
+        if self.pooling {
+            match Engine::new(&self.pooled()) {
+                Ok(engine) => return Ok((engine, true)),
+                Err(e) => {
+                    tracing::warn!("pooling allocator unavailable, allocating on demand: {e:#}")
+                }
+            }
+        }
+        Engine::new(&self.base())
+            .map(|engine| (engine, false))
+            .map_err(|e| Error::Resources(format!("cannot create the wasmtime engine: {e:#}")))
+    }
+}
