@@ -1,0 +1,117 @@
+//! Command line; every flag is also an environment variable.
+
+use clap::{Parser, ValueEnum};
+use ow_common::Limits;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// OpenWhisk action runtime for WebAssembly: answers /init and /run.
+#[derive(Debug, Clone, Parser)]
+#[command(version, about, long_about = None)]
+pub struct Cli {
+    /// Address to listen on.
+    #[arg(long, env = "OW_HOST", default_value = "0.0.0.0")]
+    pub host: String,
+
+    /// Port to listen on (OpenWhisk's invoker expects 8080).
+    #[arg(long, env = "PORT", default_value_t = 8080)]
+    pub port: u16,
+
+    /// WebAssembly engine that runs the actions.
+    #[arg(long, env = "OW_ENGINE", value_enum, default_value_t = EngineKind::Wasmtime)]
+    pub engine: EngineKind,
+
+    /// Write the executor's own diagnostics to this file. Without it (and
+    /// without --log-level / RUST_LOG) the executor prints nothing of its own:
+    /// stdout and stderr carry only the actions' logs and the sentinels.
+    #[arg(long, env = "OW_LOG_FILE")]
+    pub log_file: Option<PathBuf>,
+
+    /// Diagnostics level or filter (e.g. `info`, `ow_executor=debug`). With no
+    /// --log-file they go to stderr. RUST_LOG is honoured too.
+    #[arg(long, env = "OW_LOG_LEVEL")]
+    pub log_level: Option<String>,
+
+    /// Largest linear memory of one activation, in MiB.
+    #[arg(long, env = "OW_MAX_MEMORY_MB", default_value_t = 256)]
+    pub max_memory_mb: usize,
+
+    /// Longest an activation may run, whatever its deadline (`300s`, `5m`,
+    /// `1500ms`; a bare number is milliseconds).
+    #[arg(long, env = "OW_MAX_DURATION", default_value = "300s", value_parser = parse_duration)]
+    pub max_duration: Duration,
+
+    /// Largest result of an activation, in bytes.
+    #[arg(long, env = "OW_MAX_RESULT_BYTES", default_value_t = 1 << 20)]
+    pub max_result_bytes: usize,
+
+    /// Log bytes kept per stream and activation; the rest is cut with a notice.
+    #[arg(long, env = "OW_MAX_LOG_BYTES", default_value_t = 10 << 20)]
+    pub max_log_bytes: usize,
+
+    /// Instances that may run at once (sizes the engine's instance pool).
+    #[arg(long, env = "OW_MAX_INSTANCES", default_value_t = 1000)]
+    pub max_instances: u32,
+
+    /// Largest /init body, in bytes (base64 code of up to 48 MB).
+    #[arg(long, env = "OW_MAX_INIT_BYTES", default_value_t = 64 << 20)]
+    pub max_init_bytes: usize,
+
+    /// Largest /run body, in bytes (OpenWhisk's parameters are at most 1 MiB;
+    /// JSON escaping can grow them).
+    #[arg(long, env = "OW_MAX_RUN_BYTES", default_value_t = 8 << 20)]
+    pub max_run_bytes: usize,
+
+    /// HTTP worker threads (0: one per core). Wasm runs on a separate pool.
+    #[arg(long, env = "OW_HTTP_WORKERS", default_value_t = 0)]
+    pub http_workers: usize,
+}
+
+/// The engines this binary can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EngineKind {
+    /// wasmtime (Cranelift), pooling allocator.
+    Wasmtime,
+}
+
+impl Cli {
+    /// The activation limits the flags describe.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_memory_bytes: self.max_memory_mb.saturating_mul(1 << 20),
+            max_duration: self.max_duration,
+            max_result_bytes: self.max_result_bytes,
+            max_log_bytes: self.max_log_bytes,
+            max_instances: self.max_instances,
+        }
+    }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(ms) = s.parse::<u64>() {
+        return Ok(Duration::from_millis(ms));
+    }
+    humantime::parse_duration(s).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_accept_units_and_bare_milliseconds() {
+        assert_eq!(parse_duration("1500").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn defaults_are_openwhisk_compatible() {
+        let cli = Cli::try_parse_from(["ow-executor"]).unwrap();
+        assert_eq!(cli.port, 8080);
+        assert_eq!(cli.engine, EngineKind::Wasmtime);
+        assert_eq!(cli.limits().max_memory_bytes, 256 << 20);
+        assert_eq!(cli.limits().max_result_bytes, 1 << 20);
+    }
+}

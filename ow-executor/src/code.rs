@@ -1,0 +1,209 @@
+//! Turning /init's `code` into WebAssembly bytes.
+//!
+//! Accepted: base64 of a raw `.wasm` module, or of a zip archive holding one
+//! `.wasm` file (or several, one of them named `action.wasm`). Zips are read
+//! in memory, never extracted, with bounds on entry count and size so that a
+//! zip bomb costs nothing.
+
+use crate::error::ApiError;
+use base64::Engine as _;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use std::io::{Cursor, Read};
+
+const WASM_MAGIC: &[u8] = b"\0asm";
+const ZIP_MAGIC: &[u8] = b"PK\x03\x04";
+/// Largest module accepted, compressed or not: OpenWhisk's 48 MB code limit.
+pub const MAX_MODULE_BYTES: u64 = 48 * 1024 * 1024;
+/// Most entries a zip may have.
+pub const MAX_ZIP_ENTRIES: usize = 1024;
+/// The name that wins when a zip holds several `.wasm` files.
+pub const PREFERRED_ENTRY: &str = "action.wasm";
+
+/// Standard alphabet, padding optional: uploads come from many encoders.
+const BASE64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// Decode `code` into module bytes.
+///
+/// `binary` is /init's flag. When it is true, `code` must be base64. When
+/// it is false or absent, `code` is still accepted if it is base64 of a
+/// module or a zip (some clients do not set the flag); anything else is
+/// text source, which this runtime cannot run.
+///
+/// # Errors
+/// [`ApiError::BadRequest`] for bad base64 with `binary: true`,
+/// [`ApiError::Load`] for text code, a bad zip, or bytes that are not wasm.
+pub fn decode(code: &str, binary: bool) -> Result<Vec<u8>, ApiError> {
+    let compact: Vec<u8> = code.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    let bytes = match BASE64.decode(&compact) {
+        Ok(bytes) => bytes,
+        Err(e) if binary => {
+            return Err(ApiError::BadRequest(format!(
+                "the code is not valid base64: {e}"
+            )));
+        }
+        Err(_) => return Err(text_code()),
+    };
+    if bytes.starts_with(WASM_MAGIC) {
+        Ok(bytes)
+    } else if bytes.starts_with(ZIP_MAGIC) {
+        wasm_from_zip(&bytes)
+    } else if binary {
+        Err(ApiError::Load(
+            "The code is neither a WebAssembly module nor a zip archive holding one.".into(),
+        ))
+    } else {
+        Err(text_code())
+    }
+}
+
+fn text_code() -> ApiError {
+    ApiError::Load(
+        "The code is text, but this runtime runs WebAssembly: send a .wasm module or a zip holding one, \
+         base64-encoded, with \"binary\": true."
+            .into(),
+    )
+}
+
+fn bad_zip(e: impl std::fmt::Display) -> ApiError {
+    ApiError::Load(format!("The code is not a valid zip archive: {e}"))
+}
+
+/// Find the module in a zip and read it, bounded.
+fn wasm_from_zip(bytes: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).map_err(bad_zip)?;
+    if archive.len() > MAX_ZIP_ENTRIES {
+        return Err(ApiError::Load(format!(
+            "The zip archive has {} entries, more than the {MAX_ZIP_ENTRIES} allowed.",
+            archive.len()
+        )));
+    }
+    let wasm_names: Vec<String> = archive
+        .file_names()
+        // Names that are not valid text cannot be the action's module.
+        .filter_map(Result::ok)
+        .filter(|name| name.ends_with(".wasm") && !name.ends_with('/'))
+        .map(|name| name.into_owned())
+        .collect();
+    let name = match wasm_names.as_slice() {
+        [] => return Err(ApiError::Load("The zip archive holds no .wasm file.".into())),
+        [one] => one.clone(),
+        several => several
+            .iter()
+            .find(|n| n.as_str() == PREFERRED_ENTRY)
+            .cloned()
+            .ok_or_else(|| {
+                ApiError::Load(format!(
+                    "The zip archive holds several .wasm files ({}); name the action's module {PREFERRED_ENTRY}.",
+                    several.join(", ")
+                ))
+            })?,
+    };
+    let entry = archive.by_name(&name).map_err(bad_zip)?;
+    if entry.size() > MAX_MODULE_BYTES {
+        return Err(too_big(&name));
+    }
+    let mut wasm = Vec::with_capacity(entry.size() as usize);
+    // The declared size can lie: bound the read itself too.
+    entry
+        .take(MAX_MODULE_BYTES + 1)
+        .read_to_end(&mut wasm)
+        .map_err(bad_zip)?;
+    if wasm.len() as u64 > MAX_MODULE_BYTES {
+        return Err(too_big(&name));
+    }
+    if !wasm.starts_with(WASM_MAGIC) {
+        return Err(ApiError::Load(format!(
+            "{name} in the zip archive is not a WebAssembly module."
+        )));
+    }
+    Ok(wasm)
+}
+
+fn too_big(name: &str) -> ApiError {
+    ApiError::Load(format!(
+        "{name} in the zip archive is larger than {MAX_MODULE_BYTES} bytes."
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    const MODULE: &[u8] = b"\0asm\x01\0\0\0";
+
+    fn b64(bytes: &[u8]) -> String {
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    }
+
+    fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        for (name, data) in entries {
+            w.start_file(*name, zip::write::SimpleFileOptions::default())
+                .unwrap();
+            w.write_all(data).unwrap();
+        }
+        w.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn raw_module_with_or_without_padding_and_newlines() {
+        assert_eq!(decode(&b64(MODULE), true).unwrap(), MODULE);
+        let unpadded = b64(MODULE).trim_end_matches('=').to_owned();
+        assert_eq!(decode(&unpadded, true).unwrap(), MODULE);
+        let wrapped = format!("{}\n{}", &b64(MODULE)[..4], &b64(MODULE)[4..]);
+        assert_eq!(decode(&wrapped, false).unwrap(), MODULE);
+    }
+
+    #[test]
+    fn zip_with_one_module_or_an_action_wasm() {
+        assert_eq!(
+            decode(
+                &b64(&zip_of(&[("x/a.wasm", MODULE), ("README", b"hi")])),
+                true
+            )
+            .unwrap(),
+            MODULE
+        );
+        let two = zip_of(&[("a.wasm", b"\0asmXXXX"), ("action.wasm", MODULE)]);
+        assert_eq!(decode(&b64(&two), true).unwrap(), MODULE);
+    }
+
+    #[test]
+    fn bad_inputs_are_clear_errors() {
+        assert!(matches!(
+            decode("not base64!", true),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(matches!(
+            decode("function main() {}", false),
+            Err(ApiError::Load(_))
+        ));
+        assert!(matches!(
+            decode(&b64(b"hello"), true),
+            Err(ApiError::Load(_))
+        ));
+        let none = zip_of(&[("README", b"hi")]);
+        assert!(
+            matches!(decode(&b64(&none), true), Err(ApiError::Load(m)) if m.contains("no .wasm"))
+        );
+        let several = zip_of(&[("a.wasm", MODULE), ("b.wasm", MODULE)]);
+        assert!(
+            matches!(decode(&b64(&several), true), Err(ApiError::Load(m)) if m.contains("several"))
+        );
+        let not_wasm = zip_of(&[("a.wasm", b"text")]);
+        assert!(matches!(
+            decode(&b64(&not_wasm), true),
+            Err(ApiError::Load(_))
+        ));
+        let mut truncated = zip_of(&[("a.wasm", MODULE)]);
+        truncated.truncate(truncated.len() / 2);
+        assert!(matches!(
+            decode(&b64(&truncated), true),
+            Err(ApiError::Load(_))
+        ));
+    }
+}

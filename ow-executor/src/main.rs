@@ -1,0 +1,85 @@
+//! `ow-executor`: an OpenWhisk action runtime that runs WebAssembly actions.
+//!
+//! See the crate README for the endpoints and flags, `docs/abi.md` for the
+//! action ABI.
+
+mod cli;
+mod code;
+mod error;
+mod logs;
+mod server;
+
+use anyhow::Context as _;
+use clap::Parser;
+use cli::{Cli, EngineKind};
+use ow_common::WasmRuntime;
+use std::sync::Arc;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing(&cli)?;
+    let runtime = build_runtime(&cli)?;
+    tracing::info!(
+        engine = runtime.name(),
+        version = runtime.version(),
+        "engine ready"
+    );
+
+    let settings = server::ServerSettings {
+        max_init_bytes: cli.max_init_bytes,
+        max_run_bytes: cli.max_run_bytes,
+        http_workers: cli.http_workers,
+        max_wasm_threads: cli.max_instances as usize,
+        max_log_bytes: cli.max_log_bytes,
+    };
+    let state =
+        server::AppState::new(runtime, settings).context("cannot start the wasm thread pool")?;
+    // Bind only once /init can be served: the invoker retries refused connections.
+    let listener = std::net::TcpListener::bind((cli.host.as_str(), cli.port))
+        .with_context(|| format!("cannot listen on {}:{}", cli.host, cli.port))?;
+    tracing::info!(addr = %listener.local_addr()?, "listening");
+    actix_web::rt::System::new().block_on(async move {
+        // actix stops gracefully on SIGTERM/SIGINT: in-flight requests finish.
+        server::serve(state, listener)?.await
+    })?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn build_runtime(cli: &Cli) -> anyhow::Result<Arc<dyn WasmRuntime>> {
+    let limits = cli.limits();
+    Ok(match cli.engine {
+        EngineKind::Wasmtime => Arc::new(ow_wasmtime::WasmtimeRuntime::new(limits)?),
+    })
+}
+
+/// Diagnostics go to `--log-file` if given, else to stderr only when a level
+/// was asked for; by default the executor prints nothing of its own.
+fn init_tracing(cli: &Cli) -> anyhow::Result<()> {
+    let filter = cli
+        .log_level
+        .clone()
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .filter(|s| !s.trim().is_empty());
+    let builder = tracing_subscriber::fmt().with_ansi(false);
+    match (&cli.log_file, filter) {
+        (Some(path), filter) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("cannot open the log file {}", path.display()))?;
+            builder
+                .with_env_filter(EnvFilter::try_new(filter.as_deref().unwrap_or("info"))?)
+                .with_writer(Arc::new(file))
+                .init();
+        }
+        (None, Some(filter)) => builder
+            .with_env_filter(EnvFilter::try_new(filter)?)
+            .with_writer(std::io::stderr)
+            .init(),
+        (None, None) => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,289 @@
+//! The HTTP side: routes, handlers and the executor's state.
+
+use crate::code;
+use crate::error::ApiError;
+use crate::logs::LogSink;
+use actix_web::dev::Server;
+use actix_web::web::{self, Data, Payload};
+use actix_web::{HttpRequest, HttpResponse, HttpServer};
+use ow_common::payload::{InitRequest, RunRequest};
+use ow_common::{ActionSpec, ActivationOutput, Error as ActionError, PreparedAction, WasmRuntime};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// The container id of standard mode (`POST /init`, `POST /run`).
+const STANDARD: &str = "";
+
+/// Settings of the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Largest /init body in bytes.
+    pub max_init_bytes: usize,
+    /// Largest /run body in bytes.
+    pub max_run_bytes: usize,
+    /// HTTP worker threads; 0 for one per core.
+    pub http_workers: usize,
+    /// Threads that may run wasm at once (the blocking pool's size).
+    pub max_wasm_threads: usize,
+    /// Log bytes kept per stream and activation (for the truncation notice).
+    pub max_log_bytes: usize,
+}
+
+/// What the handlers share.
+pub struct AppState {
+    runtime: Arc<dyn WasmRuntime>,
+    containers: Mutex<HashMap<String, Container>>,
+    logs: LogSink,
+    api_host: Option<String>,
+    settings: ServerSettings,
+    /// Runs compilation and activations, off the HTTP workers.
+    wasm_pool: tokio::runtime::Runtime,
+}
+
+/// One action slot: standard mode has one, multi-action mode one per id.
+#[derive(Clone)]
+enum Container {
+    /// /init is compiling it; a second /init is refused, /run waits for nothing.
+    Initializing,
+    /// Ready to run.
+    Ready(Arc<dyn PreparedAction>),
+}
+
+impl AppState {
+    /// State for a server running `runtime`.
+    ///
+    /// # Errors
+    /// When the wasm thread pool cannot be created.
+    pub fn new(runtime: Arc<dyn WasmRuntime>, settings: ServerSettings) -> std::io::Result<Self> {
+        let wasm_pool = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(settings.max_wasm_threads.max(1))
+            .thread_name("ow-wasm")
+            .thread_stack_size(8 << 20)
+            .enable_all()
+            .build()?;
+        Ok(Self {
+            runtime,
+            containers: Mutex::new(HashMap::new()),
+            logs: LogSink::default(),
+            api_host: std::env::var("__OW_API_HOST").ok(),
+            settings,
+            wasm_pool,
+        })
+    }
+
+    fn containers(&self) -> MutexGuard<'_, HashMap<String, Container>> {
+        // The map is always consistent between statements: poisoning is harmless.
+        self.containers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Run `f` on the wasm pool and wait for it without blocking the worker.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        self.wasm_pool
+            .spawn_blocking(f)
+            .await
+            .map_err(|e| ApiError::Internal(format!("wasm task failed: {e}")))
+    }
+}
+
+/// Bind `listener` and serve until the server is stopped.
+///
+/// # Errors
+/// When the listener cannot be used.
+pub fn serve(state: AppState, listener: TcpListener) -> std::io::Result<Server> {
+    let workers = match state.settings.http_workers {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
+    let state = Data::new(state);
+    let server = HttpServer::new(move || {
+        actix_web::App::new()
+            .app_data(state.clone())
+            .configure(routes)
+            .default_service(web::to(not_found))
+    })
+    .workers(workers)
+    .listen(listener)?
+    .run();
+    Ok(server)
+}
+
+/// The protocol's routes: standard mode and multi-action mode on the same handlers.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(post_only("/init", init_standard))
+        .service(post_only("/run", run_standard))
+        .service(post_only("/{container_id}/init", init_container))
+        .service(post_only("/{container_id}/run", run_container))
+        .service(post_only("/{container_id}/destroy", destroy_container));
+}
+
+fn post_only<F, Args>(path: &str, handler: F) -> actix_web::Resource
+where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    web::resource(path)
+        .route(web::post().to(handler))
+        .default_service(web::to(method_not_allowed))
+}
+
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound(req.path().to_owned()))
+}
+
+async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed(req.method().to_string()))
+}
+
+async fn init_standard(state: Data<AppState>, body: Payload) -> Result<HttpResponse, ApiError> {
+    init(state, STANDARD.to_owned(), body).await
+}
+
+async fn run_standard(state: Data<AppState>, body: Payload) -> Result<HttpResponse, ApiError> {
+    run(state, STANDARD, body).await
+}
+
+async fn init_container(
+    state: Data<AppState>,
+    id: web::Path<String>,
+    body: Payload,
+) -> Result<HttpResponse, ApiError> {
+    init(state, id.into_inner(), body).await
+}
+
+async fn run_container(
+    state: Data<AppState>,
+    id: web::Path<String>,
+    body: Payload,
+) -> Result<HttpResponse, ApiError> {
+    run(state, &id, body).await
+}
+
+async fn destroy_container(
+    state: Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    match state.containers().remove(id.as_str()) {
+        Some(_) => Ok(HttpResponse::Ok().json(json!({ "ok": true }))),
+        None => Err(ApiError::NotFound(format!("container {}", id.as_str()))),
+    }
+}
+
+/// Read a JSON body of at most `limit` bytes; an empty body is `{}`.
+async fn read_json<T: DeserializeOwned + Default>(
+    body: Payload,
+    limit: usize,
+) -> Result<T, ApiError> {
+    let bytes = match body.to_bytes_limited(limit).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(e)) => return Err(ApiError::BadRequest(format!("cannot read the body: {e}"))),
+        Err(_) => return Err(ApiError::TooLarge(limit)),
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest(e.to_string()))
+}
+
+async fn init(state: Data<AppState>, id: String, body: Payload) -> Result<HttpResponse, ApiError> {
+    let req: InitRequest = read_json(body, state.settings.max_init_bytes).await?;
+    {
+        let mut containers = state.containers();
+        if containers.contains_key(&id) {
+            drop(containers);
+            let err = ApiError::AlreadyInitialized;
+            // The compliance suite looks for the message in the logs too.
+            state.logs.stderr_line(&err.to_string());
+            return Err(err);
+        }
+        let has_code = req
+            .value
+            .as_ref()
+            .and_then(|v| v.code.as_deref())
+            .is_some_and(|c| !c.trim().is_empty());
+        if !has_code {
+            return Err(ApiError::MissingCode);
+        }
+        containers.insert(id.clone(), Container::Initializing);
+    }
+    let result = prepare(&state, req).await;
+    let mut containers = state.containers();
+    match result {
+        Ok(action) => {
+            containers.insert(id, Container::Ready(action));
+            Ok(HttpResponse::Ok().json(json!({ "ok": true })))
+        }
+        Err(e) => {
+            // A failed /init leaves the container uninitialised: it may be retried.
+            containers.remove(&id);
+            Err(e)
+        }
+    }
+}
+
+async fn prepare(
+    state: &Data<AppState>,
+    req: InitRequest,
+) -> Result<Arc<dyn PreparedAction>, ApiError> {
+    let value = req.value.unwrap_or_default();
+    let spec = ActionSpec {
+        name: value.name.clone(),
+        entry: value.entry().to_owned(),
+        env: value.env_strings(),
+    };
+    let binary = value.binary.unwrap_or(false);
+    let code = value.code.unwrap_or_default();
+    let runtime = Arc::clone(&state.runtime);
+    let started = std::time::Instant::now();
+    let prepared = state
+        .blocking(move || {
+            let wasm = code::decode(&code, binary)?;
+            runtime
+                .prepare(&wasm, spec)
+                .map_err(|e| ApiError::Load(e.to_string()))
+        })
+        .await??;
+    tracing::info!(engine = state.runtime.name(), abi = %prepared.abi(), elapsed = ?started.elapsed(), "initialized");
+    Ok(prepared)
+}
+
+async fn run(state: Data<AppState>, id: &str, body: Payload) -> Result<HttpResponse, ApiError> {
+    let action = match state.containers().get(id) {
+        Some(Container::Ready(action)) => Arc::clone(action),
+        Some(Container::Initializing) | None => return Err(ApiError::NotInitialized),
+    };
+    let req: RunRequest = read_json(body, state.settings.max_run_bytes).await?;
+    let ctx = req.into_context(state.api_host.clone());
+    let log_state = Data::clone(&state);
+    let result = state
+        .blocking(move || {
+            let output = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| action.run(&ctx)))
+                .unwrap_or_else(|_| ActivationOutput {
+                    result: Err(ActionError::Trap("the engine failed unexpectedly".into())),
+                    stdout: Vec::new(),
+                    stderr: Vec::new(),
+                    logs_truncated: false,
+                });
+            // Logs and sentinels are written before the response is sent.
+            let notice = output.logs_truncated.then(|| {
+                format!(
+                    "Logs were truncated because the total bytes size exceeds the limit of {} bytes.",
+                    log_state.settings.max_log_bytes
+                )
+            });
+            log_state.logs.activation(&output.stdout, &output.stderr, notice.as_deref());
+            output.result
+        })
+        .await?;
+    match result {
+        Ok(value) => Ok(HttpResponse::Ok().json(value)),
+        Err(e) => Err(ApiError::Action(e)),
+    }
+}
