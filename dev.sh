@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Entry point for a fresh machine: installs what is missing, then runs a
+# `just` recipe. The two commands of the README:
+#   ./dev.sh demo   build, start the executor, /init an example action, /run it
+#   ./dev.sh test   the whole test suite (what CI runs)
+set -euo pipefail
+cd "$(dirname "$0")"
+export PATH="$HOME/.cargo/bin:$PATH"
+
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1; then
+    echo "dev.sh: installing the wasm32-wasip1 target" >&2
+    rustup target add wasm32-wasip1
+fi
+if ! command -v just >/dev/null 2>&1; then
+    echo "dev.sh: installing just (about 2 minutes)" >&2
+    cargo install just --locked --version 1.59.0
+fi
+if [ "${1:-}" = test ] && ! cargo nextest --version >/dev/null 2>&1; then
+    echo "dev.sh: installing cargo-nextest" >&2
+    cargo install cargo-nextest --locked
+fi
+if ! command -v curl >/dev/null 2>&1; then
+    echo "dev.sh: installing curl" >&2
+    apt-get update && apt-get install -y curl
+fi
+exec just "$@"
