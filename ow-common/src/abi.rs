@@ -133,6 +133,195 @@ pub fn command_result(stdout: Vec<u8>, limit: usize) -> (Result<Value>, Vec<u8>)
     }
 }
 
+/// A WebAssembly value type, as far as the ABI cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValKind {
+    /// `i32`
+    I32,
+    /// `i64`
+    I64,
+    /// Any other type, by its name in the text format.
+    Other(String),
+}
+
+impl std::fmt::Display for ValKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ValKind::I32 => f.write_str("i32"),
+            ValKind::I64 => f.write_str("i64"),
+            ValKind::Other(name) => f.write_str(name),
+        }
+    }
+}
+
+/// An export of a module, described without any engine's types.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExportKind {
+    /// A function and its signature.
+    Func {
+        /// Parameter types.
+        params: Vec<ValKind>,
+        /// Result types.
+        results: Vec<ValKind>,
+    },
+    /// A linear memory.
+    Memory {
+        /// True for a 64-bit (memory64) memory.
+        is_64: bool,
+    },
+    /// A global, table or tag.
+    Other,
+}
+
+fn signature(params: &[ValKind], results: &[ValKind]) -> String {
+    let list = |tys: &[ValKind]| {
+        tys.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!("({}) -> ({})", list(params), list(results))
+}
+
+fn expect_func(
+    exports: &dyn Fn(&str) -> Option<ExportKind>,
+    name: &str,
+    want_params: &[ValKind],
+    want_results: &[ValKind],
+) -> Result<()> {
+    match exports(name) {
+        Some(ExportKind::Func { params, results })
+            if params == want_params && results == want_results =>
+        {
+            Ok(())
+        }
+        Some(ExportKind::Func { params, results }) => Err(Error::ExportType {
+            name: name.to_owned(),
+            expected: signature(want_params, want_results),
+            found: signature(&params, &results),
+        }),
+        Some(_) => Err(Error::ExportType {
+            name: name.to_owned(),
+            expected: signature(want_params, want_results),
+            found: "a non-function export".to_owned(),
+        }),
+        None => Err(Error::MissingExport {
+            kind: "function",
+            name: name.to_owned(),
+        }),
+    }
+}
+
+/// Decide which ABI a module follows and type-check its exports, at /init.
+///
+/// `exports` looks an export up by name. An export `ow_alloc` makes it an
+/// SDK module (then `memory`, `ow_alloc` and `entry` must have the ABI's
+/// types); else `_start` makes it a command module.
+///
+/// # Errors
+/// [`Error::UnknownAbi`], [`Error::MissingExport`] or [`Error::ExportType`].
+pub fn classify(exports: &dyn Fn(&str) -> Option<ExportKind>, entry: &str) -> Result<ActionAbi> {
+    use ValKind::{I32, I64};
+    if exports(EXPORT_ALLOC).is_some() {
+        expect_func(exports, EXPORT_ALLOC, &[I32], &[I32])?;
+        match exports(EXPORT_MEMORY) {
+            Some(ExportKind::Memory { is_64: false }) => {}
+            Some(_) => {
+                return Err(Error::ExportType {
+                    name: EXPORT_MEMORY.to_owned(),
+                    expected: "a 32-bit memory".to_owned(),
+                    found: "another kind of export".to_owned(),
+                });
+            }
+            None => {
+                return Err(Error::MissingExport {
+                    kind: "memory",
+                    name: EXPORT_MEMORY.to_owned(),
+                });
+            }
+        }
+        expect_func(exports, entry, &[I32, I32], &[I64])?;
+        if exports(EXPORT_INITIALIZE).is_some() {
+            expect_func(exports, EXPORT_INITIALIZE, &[], &[])?;
+        }
+        Ok(ActionAbi::Sdk)
+    } else if exports(EXPORT_START).is_some() {
+        expect_func(exports, EXPORT_START, &[], &[])?;
+        Ok(ActionAbi::Command)
+    } else {
+        Err(Error::UnknownAbi)
+    }
+}
+
+/// One instance of an SDK module, as an engine exposes it to
+/// [`call_sdk`]. Each method is a thin wrapper over the engine's API.
+pub trait SdkInstance {
+    /// The engine's error type; ABI violations are converted into it.
+    type Error: From<Error>;
+    /// Call `ow_alloc(len)`.
+    fn alloc(&mut self, len: u32) -> Result<u32, Self::Error>;
+    /// Call the entry point with `(ptr, len)`.
+    fn call_entry(&mut self, ptr: u32, len: u32) -> Result<i64, Self::Error>;
+    /// The current size of the exported memory, in bytes.
+    fn memory_size(&mut self) -> usize;
+    /// Copy `bytes` into memory at `offset` (already bounds-checked).
+    fn write(&mut self, offset: usize, bytes: &[u8]) -> Result<(), Self::Error>;
+    /// Copy `range` out of memory (already bounds-checked).
+    fn read(&mut self, range: std::ops::Range<usize>) -> Result<Vec<u8>, Self::Error>;
+}
+
+/// The SDK half of an activation, the same on every engine: params into a
+/// buffer from `ow_alloc`, call the entry point, copy the result out. Every
+/// guest pointer and length is checked against the memory first.
+///
+/// # Errors
+/// The engine's errors, and [`Error::Abi`] / [`Error::ResultTooLarge`] for a
+/// guest that breaks the ABI.
+pub fn call_sdk<I: SdkInstance>(
+    inst: &mut I,
+    params: &[u8],
+    max_result: usize,
+) -> Result<Vec<u8>, I::Error> {
+    let len = u32::try_from(params.len())
+        .map_err(|_| Error::Abi("the parameters exceed 4 GiB".into()))?;
+    let ptr = inst.alloc(len)?;
+    let range = guest_range(ptr, len, inst.memory_size(), "the buffer from ow_alloc")?;
+    inst.write(range.start, params)?;
+    let (ptr, len) = unpack(inst.call_entry(ptr, len)?);
+    if len as usize > max_result {
+        return Err(Error::ResultTooLarge {
+            size: len as usize,
+            limit: max_result,
+        }
+        .into());
+    }
+    let range = guest_range(ptr, len, inst.memory_size(), "the result")?;
+    inst.read(range)
+}
+
+/// Turn what an engine got from a module into the activation's output:
+/// decode the SDK result, or take a command module's result off its stdout.
+pub fn finish(
+    abi: ActionAbi,
+    raw: Result<Vec<u8>>,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    logs_truncated: bool,
+    max_result: usize,
+) -> crate::ActivationOutput {
+    let (result, stdout) = match (abi, raw) {
+        (ActionAbi::Sdk, Ok(bytes)) => (decode_result(&bytes, max_result), stdout),
+        (ActionAbi::Command, Ok(_)) => command_result(stdout, max_result),
+        (_, Err(e)) => (Err(e), stdout),
+    };
+    crate::ActivationOutput {
+        result,
+        stdout,
+        stderr,
+        logs_truncated,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,6 +361,131 @@ mod tests {
         assert!(matches!(
             decode_result(b"[1,2,3]", 3),
             Err(Error::ResultTooLarge { size: 7, limit: 3 })
+        ));
+    }
+
+    fn lookup<'a>(
+        exports: &'a [(&'a str, ExportKind)],
+    ) -> impl Fn(&str) -> Option<ExportKind> + 'a {
+        move |name| {
+            exports
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, k)| k.clone())
+        }
+    }
+
+    fn func(params: &[ValKind], results: &[ValKind]) -> ExportKind {
+        ExportKind::Func {
+            params: params.to_vec(),
+            results: results.to_vec(),
+        }
+    }
+
+    #[test]
+    fn classify_recognises_both_abis_and_names_what_is_wrong() {
+        use ValKind::{I32, I64};
+        let sdk = [
+            ("memory", ExportKind::Memory { is_64: false }),
+            ("ow_alloc", func(&[I32], &[I32])),
+            ("main", func(&[I32, I32], &[I64])),
+        ];
+        assert_eq!(classify(&lookup(&sdk), "main"), Ok(ActionAbi::Sdk));
+        assert_eq!(
+            classify(&lookup(&sdk), "niam"),
+            Err(Error::MissingExport {
+                kind: "function",
+                name: "niam".into()
+            })
+        );
+        let bad_entry = [
+            ("memory", ExportKind::Memory { is_64: false }),
+            ("ow_alloc", func(&[I32], &[I32])),
+            ("main", func(&[I32], &[I32])),
+        ];
+        assert!(matches!(classify(&lookup(&bad_entry), "main"),
+            Err(Error::ExportType { found, .. }) if found == "(i32) -> (i32)"));
+        let no_memory = [
+            ("ow_alloc", func(&[I32], &[I32])),
+            ("main", func(&[I32, I32], &[I64])),
+        ];
+        assert!(matches!(
+            classify(&lookup(&no_memory), "main"),
+            Err(Error::MissingExport { kind: "memory", .. })
+        ));
+        let command = [
+            ("_start", func(&[], &[])),
+            ("memory", ExportKind::Memory { is_64: false }),
+        ];
+        assert_eq!(classify(&lookup(&command), "main"), Ok(ActionAbi::Command));
+        assert_eq!(
+            classify(&lookup(&[("hello", func(&[], &[]))]), "main"),
+            Err(Error::UnknownAbi)
+        );
+    }
+
+    /// An instance over a plain byte vector, with a scripted entry point.
+    struct FakeInstance {
+        memory: Vec<u8>,
+        alloc_at: u32,
+        entry_returns: i64,
+    }
+
+    impl SdkInstance for FakeInstance {
+        type Error = Error;
+        fn alloc(&mut self, _len: u32) -> Result<u32> {
+            Ok(self.alloc_at)
+        }
+        fn call_entry(&mut self, _ptr: u32, _len: u32) -> Result<i64> {
+            Ok(self.entry_returns)
+        }
+        fn memory_size(&mut self) -> usize {
+            self.memory.len()
+        }
+        fn write(&mut self, offset: usize, bytes: &[u8]) -> Result<()> {
+            self.memory[offset..offset + bytes.len()].copy_from_slice(bytes);
+            Ok(())
+        }
+        fn read(&mut self, range: std::ops::Range<usize>) -> Result<Vec<u8>> {
+            Ok(self.memory[range].to_vec())
+        }
+    }
+
+    #[test]
+    fn call_sdk_checks_every_guest_range() {
+        let mut ok = FakeInstance {
+            memory: vec![0; 64],
+            alloc_at: 8,
+            entry_returns: pack(8, 4),
+        };
+        assert_eq!(call_sdk(&mut ok, b"{}[]", 100).unwrap(), b"{}[]");
+        let mut bad_alloc = FakeInstance {
+            memory: vec![0; 64],
+            alloc_at: 62,
+            entry_returns: 0,
+        };
+        assert!(
+            matches!(call_sdk(&mut bad_alloc, b"{}[]", 100), Err(Error::Abi(m)) if m.contains("ow_alloc"))
+        );
+        let mut bad_result = FakeInstance {
+            memory: vec![0; 64],
+            alloc_at: 0,
+            entry_returns: pack(60, 5),
+        };
+        assert!(
+            matches!(call_sdk(&mut bad_result, b"{}", 100), Err(Error::Abi(m)) if m.contains("result"))
+        );
+        let mut too_big = FakeInstance {
+            memory: vec![0; 64],
+            alloc_at: 0,
+            entry_returns: pack(0, 50),
+        };
+        assert!(matches!(
+            call_sdk(&mut too_big, b"{}", 10),
+            Err(Error::ResultTooLarge {
+                size: 50,
+                limit: 10
+            })
         ));
     }
 

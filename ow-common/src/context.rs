@@ -44,6 +44,13 @@ impl ActivationContext {
         }
     }
 
+    /// The params as compact UTF-8 JSON, as the ABI hands them to the module.
+    pub fn params_json(&self) -> Vec<u8> {
+        // Serializing a `Value` into a `Vec` cannot fail: map keys are strings
+        // and the writer never errors.
+        serde_json::to_vec(&self.params).expect("a JSON value always serializes")
+    }
+
     /// The activation's WASI environment: the init-time `env` first, then the
     /// activation's `__OW_*` variables over it, then `__OW_API_HOST`.
     ///

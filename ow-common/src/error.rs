@@ -38,7 +38,7 @@ pub enum Error {
         /// The export's name.
         name: String,
         /// The signature the ABI asks for.
-        expected: &'static str,
+        expected: String,
         /// The signature the module has.
         found: String,
     },

@@ -74,6 +74,35 @@ pub enum EngineKind {
     Wasmtime,
 }
 
+impl EngineKind {
+    /// Every engine compiled into this binary.
+    pub const ALL: &[EngineKind] = &[EngineKind::Wasmtime];
+
+    /// The name used on the command line and in `OW_ENGINE`.
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Wasmtime => "wasmtime",
+        }
+    }
+
+    /// The engine with this name (case-insensitive).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|k| k.name().eq_ignore_ascii_case(name.trim()))
+    }
+
+    /// The names of all engines, for messages.
+    pub fn names() -> String {
+        Self::ALL
+            .iter()
+            .map(|k| k.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 impl Cli {
     /// The activation limits the flags describe.
     pub fn limits(&self) -> Limits {

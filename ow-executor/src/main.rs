@@ -5,26 +5,22 @@
 
 mod cli;
 mod code;
+mod engines;
 mod error;
 mod logs;
 mod server;
 
 use anyhow::Context as _;
 use clap::Parser;
-use cli::{Cli, EngineKind};
-use ow_common::WasmRuntime;
+use cli::Cli;
 use std::sync::Arc;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing(&cli)?;
-    let runtime = build_runtime(&cli)?;
-    tracing::info!(
-        engine = runtime.name(),
-        version = runtime.version(),
-        "engine ready"
-    );
+    let engines = engines::Engines::new(cli.engine, cli.limits())?;
+    tracing::info!(engine = cli.engine.name(), "default engine ready");
 
     let settings = server::ServerSettings {
         max_init_bytes: cli.max_init_bytes,
@@ -34,7 +30,7 @@ fn main() -> anyhow::Result<()> {
         max_log_bytes: cli.max_log_bytes,
     };
     let state =
-        server::AppState::new(runtime, settings).context("cannot start the wasm thread pool")?;
+        server::AppState::new(engines, settings).context("cannot start the wasm thread pool")?;
     // Bind only once /init can be served: the invoker retries refused connections.
     let listener = std::net::TcpListener::bind((cli.host.as_str(), cli.port))
         .with_context(|| format!("cannot listen on {}:{}", cli.host, cli.port))?;
@@ -45,13 +41,6 @@ fn main() -> anyhow::Result<()> {
     })?;
     tracing::info!("stopped");
     Ok(())
-}
-
-fn build_runtime(cli: &Cli) -> anyhow::Result<Arc<dyn WasmRuntime>> {
-    let limits = cli.limits();
-    Ok(match cli.engine {
-        EngineKind::Wasmtime => Arc::new(ow_wasmtime::WasmtimeRuntime::new(limits)?),
-    })
 }
 
 /// Diagnostics go to `--log-file` if given, else to stderr only when a level

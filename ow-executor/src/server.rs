@@ -1,13 +1,14 @@
 //! The HTTP side: routes, handlers and the executor's state.
 
 use crate::code;
+use crate::engines::Engines;
 use crate::error::ApiError;
 use crate::logs::LogSink;
 use actix_web::dev::Server;
 use actix_web::web::{self, Data, Payload};
 use actix_web::{HttpRequest, HttpResponse, HttpServer};
 use ow_common::payload::{InitRequest, RunRequest};
-use ow_common::{ActionSpec, ActivationOutput, Error as ActionError, PreparedAction, WasmRuntime};
+use ow_common::{ActionSpec, ActivationOutput, Error as ActionError, PreparedAction};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use std::collections::HashMap;
@@ -16,6 +17,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The container id of standard mode (`POST /init`, `POST /run`).
 const STANDARD: &str = "";
+
+/// The /init `env` key that picks the engine for one action.
+pub const ENGINE_ENV_KEY: &str = "OW_ENGINE";
 
 /// Settings of the HTTP layer.
 #[derive(Debug, Clone)]
@@ -34,7 +38,7 @@ pub struct ServerSettings {
 
 /// What the handlers share.
 pub struct AppState {
-    runtime: Arc<dyn WasmRuntime>,
+    engines: Engines,
     containers: Mutex<HashMap<String, Container>>,
     logs: LogSink,
     api_host: Option<String>,
@@ -53,11 +57,11 @@ enum Container {
 }
 
 impl AppState {
-    /// State for a server running `runtime`.
+    /// State for a server running actions on `engines`.
     ///
     /// # Errors
     /// When the wasm thread pool cannot be created.
-    pub fn new(runtime: Arc<dyn WasmRuntime>, settings: ServerSettings) -> std::io::Result<Self> {
+    pub fn new(engines: Engines, settings: ServerSettings) -> std::io::Result<Self> {
         let wasm_pool = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .max_blocking_threads(settings.max_wasm_threads.max(1))
@@ -66,7 +70,7 @@ impl AppState {
             .enable_all()
             .build()?;
         Ok(Self {
-            runtime,
+            engines,
             containers: Mutex::new(HashMap::new()),
             logs: LogSink::default(),
             api_host: std::env::var("__OW_API_HOST").ok(),
@@ -116,7 +120,8 @@ pub fn serve(state: AppState, listener: TcpListener) -> std::io::Result<Server> 
 
 /// The protocol's routes: standard mode and multi-action mode on the same handlers.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(post_only("/init", init_standard))
+    cfg.service(web::resource("/engines").route(web::get().to(list_engines)))
+        .service(post_only("/init", init_standard))
         .service(post_only("/run", run_standard))
         .service(post_only("/{container_id}/init", init_container))
         .service(post_only("/{container_id}/run", run_container))
@@ -140,6 +145,19 @@ async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
 
 async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::MethodNotAllowed(req.method().to_string()))
+}
+
+/// `GET /engines`: the engines of this binary, their versions, the default.
+async fn list_engines(state: Data<AppState>) -> HttpResponse {
+    let engines: Vec<_> = crate::cli::EngineKind::ALL
+        .iter()
+        .map(|&kind| match state.engines.get(kind) {
+            Ok(rt) => json!({ "name": kind.name(), "version": rt.version() }),
+            Err(e) => json!({ "name": kind.name(), "error": e.to_string() }),
+        })
+        .collect();
+    HttpResponse::Ok()
+        .json(json!({ "default": state.engines.default_kind().name(), "engines": engines }))
 }
 
 async fn init_standard(state: Data<AppState>, body: Payload) -> Result<HttpResponse, ApiError> {
@@ -238,9 +256,17 @@ async fn prepare(
         entry: value.entry().to_owned(),
         env: value.env_strings(),
     };
+    let runtime = match spec.env.get(ENGINE_ENV_KEY) {
+        Some(name) if !name.trim().is_empty() => state.engines.by_name(name),
+        _ => state.engines.get(state.engines.default_kind()),
+    }
+    .map_err(|e| match e {
+        crate::engines::EngineError::Unknown(..) => ApiError::BadRequest(e.to_string()),
+        crate::engines::EngineError::Start(..) => ApiError::Internal(e.to_string()),
+    })?;
+    let engine = runtime.name();
     let binary = value.binary.unwrap_or(false);
     let code = value.code.unwrap_or_default();
-    let runtime = Arc::clone(&state.runtime);
     let started = std::time::Instant::now();
     let prepared = state
         .blocking(move || {
@@ -250,7 +276,7 @@ async fn prepare(
                 .map_err(|e| ApiError::Load(e.to_string()))
         })
         .await??;
-    tracing::info!(engine = state.runtime.name(), abi = %prepared.abi(), elapsed = ?started.elapsed(), "initialized");
+    tracing::info!(engine, abi = %prepared.abi(), elapsed = ?started.elapsed(), "initialized");
     Ok(prepared)
 }
 

@@ -6,7 +6,7 @@ mod logpipe;
 pub use config::WasmtimeConfig;
 
 use logpipe::LogPipe;
-use ow_common::abi::{self, ActionAbi};
+use ow_common::abi::{self, ActionAbi, ExportKind, SdkInstance, ValKind};
 use ow_common::{
     ActionSpec, ActivationContext, ActivationOutput, Error, Limits, PreparedAction, Result,
     WasmRuntime,
@@ -14,8 +14,8 @@ use ow_common::{
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::{
-    Engine, ExternType, FuncType, InstancePre, Linker, Module, PoolConcurrencyLimitError, Store,
-    StoreLimits, StoreLimitsBuilder, Trap, ValType,
+    Engine, ExternType, FuncType, InstancePre, Linker, Memory, Module, PoolConcurrencyLimitError,
+    Store, StoreLimits, StoreLimitsBuilder, Trap, TypedFunc, ValType,
 };
 use wasmtime_wasi::I32Exit;
 use wasmtime_wasi::p1::WasiP1Ctx;
@@ -113,7 +113,7 @@ impl WasmRuntime for WasmtimeRuntime {
     fn prepare(&self, wasm: &[u8], spec: ActionSpec) -> Result<Arc<dyn PreparedAction>> {
         let module =
             Module::new(&self.engine, wasm).map_err(|e| Error::InvalidModule(format!("{e:#}")))?;
-        let abi = check_exports(&module, &spec.entry)?;
+        let abi = abi::classify(&|name| export_kind(&module, name), &spec.entry)?;
         let pre = self
             .linker
             .instantiate_pre(&module)
@@ -138,93 +138,24 @@ fn func_type(module: &Module, name: &str) -> Option<FuncType> {
     }
 }
 
-fn signature(ty: &FuncType) -> String {
-    let list = |tys: &mut dyn Iterator<Item = ValType>| {
-        tys.map(|t| t.to_string()).collect::<Vec<_>>().join(", ")
-    };
-    format!(
-        "({}) -> ({})",
-        list(&mut ty.params()),
-        list(&mut ty.results())
-    )
-}
-
-fn has_signature(ty: &FuncType, params: &[ValType], results: &[ValType]) -> bool {
-    let same = |a: &mut dyn ExactSizeIterator<Item = ValType>, b: &[ValType]| {
-        a.len() == b.len() && a.zip(b).all(|(x, y)| ValType::eq(&x, y))
-    };
-    same(&mut ty.params(), params) && same(&mut ty.results(), results)
-}
-
-fn expect_func(
-    module: &Module,
-    name: &str,
-    params: &[ValType],
-    results: &[ValType],
-    expected: &'static str,
-) -> Result<()> {
-    match module.get_export(name) {
-        Some(ExternType::Func(ty)) if has_signature(&ty, params, results) => Ok(()),
-        Some(ExternType::Func(ty)) => Err(Error::ExportType {
-            name: name.to_owned(),
-            expected,
-            found: signature(&ty),
-        }),
-        Some(_) => Err(Error::ExportType {
-            name: name.to_owned(),
-            expected,
-            found: "a non-function export".to_owned(),
-        }),
-        None => Err(Error::MissingExport {
-            kind: "function",
-            name: name.to_owned(),
-        }),
+fn val_kind(ty: ValType) -> ValKind {
+    match ty {
+        ValType::I32 => ValKind::I32,
+        ValType::I64 => ValKind::I64,
+        other => ValKind::Other(other.to_string()),
     }
 }
 
-/// Decide the module's ABI and type-check its exports (`docs/abi.md`).
-fn check_exports(module: &Module, entry: &str) -> Result<ActionAbi> {
-    if module.get_export(abi::EXPORT_ALLOC).is_some() {
-        expect_func(
-            module,
-            abi::EXPORT_ALLOC,
-            &[ValType::I32],
-            &[ValType::I32],
-            "(i32) -> (i32)",
-        )?;
-        match module.get_export(abi::EXPORT_MEMORY) {
-            Some(ExternType::Memory(mem)) if !mem.is_64() => {}
-            Some(_) => {
-                return Err(Error::ExportType {
-                    name: abi::EXPORT_MEMORY.to_owned(),
-                    expected: "a 32-bit memory",
-                    found: "another kind of export".to_owned(),
-                });
-            }
-            None => {
-                return Err(Error::MissingExport {
-                    kind: "memory",
-                    name: abi::EXPORT_MEMORY.to_owned(),
-                });
-            }
-        }
-        expect_func(
-            module,
-            entry,
-            &[ValType::I32, ValType::I32],
-            &[ValType::I64],
-            "(i32, i32) -> (i64)",
-        )?;
-        if module.get_export(abi::EXPORT_INITIALIZE).is_some() {
-            expect_func(module, abi::EXPORT_INITIALIZE, &[], &[], "() -> ()")?;
-        }
-        Ok(ActionAbi::Sdk)
-    } else if module.get_export(abi::EXPORT_START).is_some() {
-        expect_func(module, abi::EXPORT_START, &[], &[], "() -> ()")?;
-        Ok(ActionAbi::Command)
-    } else {
-        Err(Error::UnknownAbi)
-    }
+/// The module's export `name`, described for [`abi::classify`].
+fn export_kind(module: &Module, name: &str) -> Option<ExportKind> {
+    Some(match module.get_export(name)? {
+        ExternType::Func(ty) => ExportKind::Func {
+            params: ty.params().map(val_kind).collect(),
+            results: ty.results().map(val_kind).collect(),
+        },
+        ExternType::Memory(mem) => ExportKind::Memory { is_64: mem.is_64() },
+        _ => ExportKind::Other,
+    })
 }
 
 /// An action compiled and linked at /init.
@@ -246,17 +177,7 @@ impl PreparedAction for WasmtimeAction {
         let stdout = LogPipe::new(self.limits.max_log_bytes);
         let stderr = LogPipe::new(self.limits.max_log_bytes);
         let time_limit = ctx.time_limit(self.limits.max_duration);
-        let params = match serde_json::to_vec(&ctx.params) {
-            Ok(params) => params,
-            Err(e) => {
-                return ActivationOutput {
-                    result: Err(Error::Abi(format!("cannot encode the parameters: {e}"))),
-                    stdout: Vec::new(),
-                    stderr: Vec::new(),
-                    logs_truncated: false,
-                };
-            }
-        };
+        let params = ctx.params_json();
         let stdin = match self.abi {
             ActionAbi::Command => MemoryInputPipe::new(params.clone()),
             ActionAbi::Sdk => MemoryInputPipe::new(Vec::new()),
@@ -270,20 +191,14 @@ impl PreparedAction for WasmtimeAction {
         let (out, out_cut) = stdout.take();
         let (err, err_cut) = stderr.take();
         let raw = raw.map_err(|e| activation_error(e, time_limit));
-        let (result, out) = match (self.abi, raw) {
-            (ActionAbi::Sdk, Ok(bytes)) => (
-                abi::decode_result(&bytes, self.limits.max_result_bytes),
-                out,
-            ),
-            (ActionAbi::Command, Ok(_)) => abi::command_result(out, self.limits.max_result_bytes),
-            (_, Err(e)) => (Err(e), out),
-        };
-        ActivationOutput {
-            result,
-            stdout: out,
-            stderr: err,
-            logs_truncated: out_cut || err_cut,
-        }
+        abi::finish(
+            self.abi,
+            raw,
+            out,
+            err,
+            out_cut || err_cut,
+            self.limits.max_result_bytes,
+        )
     }
 }
 
@@ -329,41 +244,22 @@ impl WasmtimeAction {
         Ok(instance)
     }
 
-    /// SDK ABI: params into a buffer from `ow_alloc`, call the entry, copy
-    /// the result out. Every guest pointer is bounds-checked.
+    /// SDK ABI: the shared sequence of [`abi::call_sdk`] on a fresh instance.
     fn call_sdk(
         &self,
         store: &mut Store<ActivationState>,
         params: &[u8],
     ) -> wasmtime::Result<Vec<u8>> {
         let instance = self.instantiate(store)?;
-        let memory = instance
-            .get_memory(&mut *store, abi::EXPORT_MEMORY)
-            .ok_or_else(|| wasmtime::format_err!("no memory export"))?;
-        let alloc = instance.get_typed_func::<i32, i32>(&mut *store, abi::EXPORT_ALLOC)?;
-        let entry = instance.get_typed_func::<(i32, i32), i64>(&mut *store, &self.spec.entry)?;
-
-        let len = u32::try_from(params.len())
-            .map_err(|_| Error::Abi("the parameters exceed 4 GiB".into()))?;
-        let ptr = alloc.call(&mut *store, len as i32)? as u32;
-        let range = abi::guest_range(
-            ptr,
-            len,
-            memory.data_size(&*store),
-            "the buffer from ow_alloc",
-        )?;
-        memory.data_mut(&mut *store)[range].copy_from_slice(params);
-
-        let (ptr, len) = abi::unpack(entry.call(&mut *store, (ptr as i32, len as i32))?);
-        if len as usize > self.limits.max_result_bytes {
-            return Err(Error::ResultTooLarge {
-                size: len as usize,
-                limit: self.limits.max_result_bytes,
-            }
-            .into());
-        }
-        let range = abi::guest_range(ptr, len, memory.data_size(&*store), "the result")?;
-        Ok(memory.data(&*store)[range].to_vec())
+        let mut sdk = WasmtimeSdk {
+            memory: instance
+                .get_memory(&mut *store, abi::EXPORT_MEMORY)
+                .ok_or_else(|| wasmtime::format_err!("no memory export"))?,
+            alloc: instance.get_typed_func::<i32, i32>(&mut *store, abi::EXPORT_ALLOC)?,
+            entry: instance.get_typed_func::<(i32, i32), i64>(&mut *store, &self.spec.entry)?,
+            store,
+        };
+        abi::call_sdk(&mut sdk, params, self.limits.max_result_bytes)
     }
 
     /// Command ABI: run `_start`; exit code 0 (or returning) is success.
@@ -375,6 +271,38 @@ impl WasmtimeAction {
             Err(e) if e.downcast_ref::<I32Exit>().is_some_and(|exit| exit.0 == 0) => Ok(Vec::new()),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// One SDK instance for [`abi::call_sdk`].
+struct WasmtimeSdk<'a> {
+    store: &'a mut Store<ActivationState>,
+    memory: Memory,
+    alloc: TypedFunc<i32, i32>,
+    entry: TypedFunc<(i32, i32), i64>,
+}
+
+impl SdkInstance for WasmtimeSdk<'_> {
+    type Error = wasmtime::Error;
+
+    fn alloc(&mut self, len: u32) -> wasmtime::Result<u32> {
+        Ok(self.alloc.call(&mut *self.store, len as i32)? as u32)
+    }
+
+    fn call_entry(&mut self, ptr: u32, len: u32) -> wasmtime::Result<i64> {
+        self.entry.call(&mut *self.store, (ptr as i32, len as i32))
+    }
+
+    fn memory_size(&mut self) -> usize {
+        self.memory.data_size(&*self.store)
+    }
+
+    fn write(&mut self, offset: usize, bytes: &[u8]) -> wasmtime::Result<()> {
+        Ok(self.memory.write(&mut *self.store, offset, bytes)?)
+    }
+
+    fn read(&mut self, range: std::ops::Range<usize>) -> wasmtime::Result<Vec<u8>> {
+        Ok(self.memory.data(&*self.store)[range].to_vec())
     }
 }
 

@@ -25,9 +25,8 @@ fn still_serves(app: &TestApp) {
     assert_eq!((status, body), (200, json!({"result": 42})));
 }
 
-#[test]
-fn sdk_module_add_and_its_application_error() {
-    let app = spawn_app();
+pub fn sdk_module_add_and_its_application_error(engine: &str) {
+    let app = spawn_app(engine);
     app.init_ok(modules::ADD);
     assert_eq!(
         app.run(json!({"param1": 20, "param2": 22})),
@@ -42,9 +41,8 @@ fn sdk_module_add_and_its_application_error() {
     assert!(body["error"].as_str().unwrap().contains("param1"), "{body}");
 }
 
-#[test]
-fn hash_is_blake3_chained() {
-    let app = spawn_app();
+pub fn hash_is_blake3_chained(engine: &str) {
+    let app = spawn_app(engine);
     app.init_ok(modules::HASH);
     let (status, body) = app.run(json!({"input": "abc", "iterations": 1}));
     assert_eq!(status, 200);
@@ -57,9 +55,8 @@ fn hash_is_blake3_chained() {
     assert_ne!(twice["hash"], body["hash"]);
 }
 
-#[test]
-fn command_module_reads_stdin_and_answers_on_its_last_line() {
-    let app = spawn_app();
+pub fn command_module_reads_stdin_and_answers_on_its_last_line(engine: &str) {
+    let app = spawn_app(engine);
     app.init_ok(modules::CMD_ECHO);
     let params = json!({"hello": "world", "n": [1, 2]});
     assert_eq!(app.run(params.clone()), (200, params));
@@ -73,8 +70,7 @@ fn command_module_reads_stdin_and_answers_on_its_last_line() {
     assert_eq!(streams.stderr, format!("{SENTINEL}\n"));
 }
 
-#[test]
-fn command_module_non_zero_exit_is_an_action_error_with_logs() {
+pub fn command_module_non_zero_exit_is_an_action_error_with_logs(engine: &str) {
     let wasm = wat::parse_str(
         r#"(module
           (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
@@ -88,7 +84,7 @@ fn command_module_non_zero_exit_is_an_action_error_with_logs() {
             (call $exit (i32.const 3))))"#,
     )
     .unwrap();
-    let app = spawn_app();
+    let app = spawn_app(engine);
     app.init_ok(&wasm);
     assert_eq!(run_error(&app, json!({})), "The action exited with code 3.");
     still_serves(&app);
@@ -102,11 +98,10 @@ fn command_module_non_zero_exit_is_an_action_error_with_logs() {
     );
 }
 
-#[test]
-fn command_module_without_output_did_not_return_a_dictionary() {
+pub fn command_module_without_output_did_not_return_a_dictionary(engine: &str) {
     let wasm = wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "_start")))"#)
         .unwrap();
-    let app = spawn_app();
+    let app = spawn_app(engine);
     app.init_ok(&wasm);
     assert_eq!(
         run_error(&app, json!({})),
@@ -114,24 +109,22 @@ fn command_module_without_output_did_not_return_a_dictionary() {
     );
 }
 
-#[test]
-fn missing_entry_point_fails_init_naming_it() {
-    let app = spawn_app();
+pub fn missing_entry_point_fails_init_naming_it(engine: &str) {
+    let app = spawn_app(engine);
     let error = init_error(&app, modules::ADD, "nope");
     assert!(error.contains("`nope`"), "{error}");
     // The failed /init leaves the container free for a good one.
     app.init_ok(modules::ADD);
 }
 
-#[test]
-fn wrong_entry_signature_fails_init() {
+pub fn wrong_entry_signature_fails_init(engine: &str) {
     let wasm = wat::parse_str(
         r#"(module (memory (export "memory") 1)
              (func (export "ow_alloc") (param i32) (result i32) (i32.const 0))
              (func (export "main") (param i32) (result i32) (i32.const 0)))"#,
     )
     .unwrap();
-    let app = spawn_app();
+    let app = spawn_app(engine);
     let error = init_error(&app, &wasm, "main");
     assert!(
         error.contains("main") && error.contains("(i32, i32) -> (i64)"),
@@ -139,27 +132,24 @@ fn wrong_entry_signature_fails_init() {
     );
 }
 
-#[test]
-fn sdk_module_without_memory_fails_init() {
+pub fn sdk_module_without_memory_fails_init(engine: &str) {
     let wasm = wat::parse_str(
         r#"(module (func (export "ow_alloc") (param i32) (result i32) (i32.const 0))
                    (func (export "main") (param i32 i32) (result i64) (i64.const 0)))"#,
     )
     .unwrap();
-    let app = spawn_app();
+    let app = spawn_app(engine);
     assert!(init_error(&app, &wasm, "main").contains("memory"));
 }
 
-#[test]
-fn module_following_neither_abi_fails_init() {
+pub fn module_following_neither_abi_fails_init(engine: &str) {
     let wasm = wat::parse_str(r#"(module (func (export "hello")))"#).unwrap();
-    let app = spawn_app();
+    let app = spawn_app(engine);
     assert!(init_error(&app, &wasm, "main").contains("not an OpenWhisk action"));
 }
 
-#[test]
-fn invalid_wasm_and_unknown_imports_fail_init() {
-    let app = spawn_app();
+pub fn invalid_wasm_and_unknown_imports_fail_init(engine: &str) {
+    let app = spawn_app(engine);
     let error = init_error(&app, b"\0asm\x01\0\0\0garbage", "main");
     assert!(error.starts_with("invalid WebAssembly module"), "{error}");
     let wasm = wat::parse_str(
@@ -172,9 +162,8 @@ fn invalid_wasm_and_unknown_imports_fail_init() {
     still_serves(&app);
 }
 
-#[test]
-fn result_pointer_past_memory_is_an_action_error() {
-    let app = spawn_app();
+pub fn result_pointer_past_memory_is_an_action_error(engine: &str) {
+    let app = spawn_app(engine);
     app.init_ok(&sdk_wat("", &packed(0xffff_0000, 16)));
     let error = run_error(&app, json!({}));
     assert!(
@@ -182,38 +171,35 @@ fn result_pointer_past_memory_is_an_action_error() {
         "{error}"
     );
     // A length that runs off the end of memory, from a valid start.
-    let app2 = spawn_app();
+    let app2 = spawn_app(engine);
     app2.init_ok(&sdk_wat("", &packed(65_000, 1_000)));
     assert!(run_error(&app2, json!({})).contains("outside"));
     still_serves(&app);
 }
 
-#[test]
-fn alloc_returning_a_bad_buffer_is_an_action_error() {
+pub fn alloc_returning_a_bad_buffer_is_an_action_error(engine: &str) {
     let wasm = wat::parse_str(
         r#"(module (memory (export "memory") 1)
              (func (export "ow_alloc") (param i32) (result i32) (i32.const -8))
              (func (export "main") (param i32 i32) (result i64) (i64.const 0)))"#,
     )
     .unwrap();
-    let app = spawn_app();
+    let app = spawn_app(engine);
     app.init_ok(&wasm);
     assert!(run_error(&app, json!({"a": 1})).contains("ow_alloc"));
 }
 
-#[test]
-fn result_that_is_not_utf8_or_not_json_is_an_action_error() {
-    let app = spawn_app();
+pub fn result_that_is_not_utf8_or_not_json_is_an_action_error(engine: &str) {
+    let app = spawn_app(engine);
     app.init_ok(&sdk_wat("\\ff\\fe\\fd", &packed(16, 3)));
     assert!(run_error(&app, json!({})).contains("not UTF-8"));
-    let app = spawn_app();
+    let app = spawn_app(engine);
     app.init_ok(&sdk_wat("{not json", &packed(16, 9)));
     assert!(run_error(&app, json!({})).contains("not valid JSON"));
 }
 
-#[test]
-fn a_trap_is_an_action_error_and_the_executor_survives() {
-    let app = spawn_app();
+pub fn a_trap_is_an_action_error_and_the_executor_survives(engine: &str) {
+    let app = spawn_app(engine);
     app.init_ok(&sdk_wat("", "unreachable"));
     let error = run_error(&app, json!({}));
     assert!(
@@ -224,8 +210,7 @@ fn a_trap_is_an_action_error_and_the_executor_survives() {
     assert_eq!(app.stop().sentinels(), (2, 2));
 }
 
-#[test]
-fn initialize_runs_before_the_entry_point() {
+pub fn initialize_runs_before_the_entry_point(engine: &str) {
     let wasm = wat::parse_str(format!(
         r#"(module (memory (export "memory") 1)
              (global $ready (mut i32) (i32.const 0))
@@ -239,13 +224,12 @@ fn initialize_runs_before_the_entry_point() {
         packed(32, 10)
     ))
     .unwrap();
-    let app = spawn_app();
+    let app = spawn_app(engine);
     app.init_ok(&wasm);
     assert_eq!(app.run(json!({})), (200, json!({"init": 1})));
 }
 
-#[test]
-fn every_activation_gets_a_fresh_instance() {
+pub fn every_activation_gets_a_fresh_instance(engine: &str) {
     // Counts its calls in its memory: `{"n":0}` becomes `{"n":1}` on the first
     // call; a reused instance would answer 2 on the second.
     let body = format!(
@@ -253,16 +237,15 @@ fn every_activation_gets_a_fresh_instance() {
            {}"#,
         packed(16, 7)
     );
-    let app = spawn_app();
+    let app = spawn_app(engine);
     app.init_ok(&sdk_wat(r#"{\"n\":0}"#, &body));
     for _ in 0..3 {
         assert_eq!(app.run(json!({})), (200, json!({"n": 1})));
     }
 }
 
-#[test]
-fn time_limit_interrupts_an_infinite_loop() {
-    let app = spawn_app_with(&["--max-duration", "300ms"], &[]);
+pub fn time_limit_interrupts_an_infinite_loop(engine: &str) {
+    let app = spawn_app_with(engine, &["--max-duration", "300ms"], &[]);
     app.init_ok(&sdk_wat("", "(loop $spin (br $spin)) (i64.const 0)"));
     let started = std::time::Instant::now();
     let error = run_error(&app, json!({}));

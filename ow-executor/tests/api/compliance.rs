@@ -6,9 +6,8 @@ use ow_test_modules as modules;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-#[test]
-fn init_with_empty_code_fails() {
-    let app = spawn_app();
+pub fn init_with_empty_code_fails(engine: &str) {
+    let app = spawn_app(engine);
     let (status, body) = app.post(
         "/init",
         &json!({"value": {"code": "", "main": "", "binary": false, "env": null}}),
@@ -19,17 +18,15 @@ fn init_with_empty_code_fails() {
     assert_eq!(streams.sentinels(), (0, 0));
 }
 
-#[test]
-fn init_with_empty_object_fails_with_the_exact_message() {
-    let app = spawn_app();
+pub fn init_with_empty_object_fails_with_the_exact_message(engine: &str) {
+    let app = spawn_app(engine);
     let (status, body) = app.post("/init", &json!({}));
     assert_ne!(status, 200);
     assert_eq!(body, json!({"error": "Missing main/no code to execute."}));
 }
 
-#[test]
-fn non_dictionary_result_is_an_error_with_one_sentinel_per_stream() {
-    let app = spawn_app();
+pub fn non_dictionary_result_is_an_error_with_one_sentinel_per_stream(engine: &str) {
+    let app = spawn_app(engine);
     app.init_ok(modules::STRING_RESULT);
     let (status, body) = app.run(json!({}));
     assert_ne!(status, 200);
@@ -42,9 +39,8 @@ fn non_dictionary_result_is_an_error_with_one_sentinel_per_stream() {
     assert_eq!(app.stop().sentinels(), (1, 1));
 }
 
-#[test]
-fn second_init_is_refused_and_logged_without_sentinels() {
-    let app = spawn_app();
+pub fn second_init_is_refused_and_logged_without_sentinels(engine: &str) {
+    let app = spawn_app(engine);
     app.init_ok(modules::ECHO);
     let (status, body) = app.init(modules::ECHO);
     assert_ne!(status, 200);
@@ -61,9 +57,8 @@ fn second_init_is_refused_and_logged_without_sentinels() {
     assert_eq!(streams.sentinels(), (0, 0));
 }
 
-#[test]
-fn entry_point_niam_is_honoured() {
-    let app = spawn_app();
+pub fn entry_point_niam_is_honoured(engine: &str) {
+    let app = spawn_app(engine);
     let (status, body) = app.init_with(modules::ECHO, "niam", Value::Null);
     assert_eq!(status, 200, "{body}");
     let (status, body) = app.run(json!({"string": "hello"}));
@@ -71,9 +66,8 @@ fn entry_point_niam_is_honoured() {
     assert_eq!(app.stop().sentinels(), (1, 1));
 }
 
-#[test]
-fn echo_four_times_with_logs_and_four_sentinels() {
-    let app = spawn_app();
+pub fn echo_four_times_with_logs_and_four_sentinels(engine: &str) {
+    let app = spawn_app(engine);
     app.init_ok(modules::ECHO);
     let inputs = [
         json!({"string": "hello"}),
@@ -98,9 +92,8 @@ fn echo_four_times_with_logs_and_four_sentinels() {
     );
 }
 
-#[test]
-fn unicode_in_params_result_and_logs() {
-    let app = spawn_app();
+pub fn unicode_in_params_result_and_logs(engine: &str) {
+    let app = spawn_app(engine);
     app.init_ok(modules::UNICODE);
     let (status, body) = app.run(json!({"delimiter": "❄"}));
     assert_eq!(status, 200);
@@ -110,9 +103,8 @@ fn unicode_in_params_result_and_logs() {
     assert_eq!(streams.sentinels(), (1, 1));
 }
 
-#[test]
-fn init_env_is_visible_to_the_action() {
-    let app = spawn_app();
+pub fn init_env_is_visible_to_the_action(engine: &str) {
+    let app = spawn_app(engine);
     let (status, _) = app.init_with(
         modules::ENV,
         "main",
@@ -126,9 +118,8 @@ fn init_env_is_visible_to_the_action() {
     );
 }
 
-#[test]
-fn activation_context_reaches_the_environment() {
-    let app = spawn_app_with(&[], &[("__OW_API_HOST", "xyz")]);
+pub fn activation_context_reaches_the_environment(engine: &str) {
+    let app = spawn_app_with(engine, &[], &[("__OW_API_HOST", "xyz")]);
     app.init_ok(modules::CONTEXT);
     let (status, body) = app.post(
         "/run",
@@ -157,9 +148,8 @@ fn activation_context_reaches_the_environment() {
     );
 }
 
-#[test]
-fn large_input_is_echoed_exactly() {
-    let app = spawn_app();
+pub fn large_input_is_echoed_exactly(engine: &str) {
+    let app = spawn_app(engine);
     app.init_ok(modules::ECHO);
     let arg = "a".repeat(1_048_561);
     let (status, body) = app.run(json!({"arg": arg}));
@@ -168,9 +158,8 @@ fn large_input_is_echoed_exactly() {
     assert_eq!(body, json!({"arg": arg}));
 }
 
-#[test]
-fn application_error_is_passed_through() {
-    let app = spawn_app();
+pub fn application_error_is_passed_through(engine: &str) {
+    let app = spawn_app(engine);
     app.init_ok(modules::APP_ERROR);
     let (status, body) = app.run(json!({}));
     // We answer an application error like actionloop: 200, the invoker reads `error`.
@@ -178,17 +167,15 @@ fn application_error_is_passed_through() {
     assert_eq!(app.stop().sentinels(), (1, 1));
 }
 
-#[test]
-fn arrays_in_and_out() {
-    let app = spawn_app();
+pub fn arrays_in_and_out(engine: &str) {
+    let app = spawn_app(engine);
     app.init_ok(modules::ECHO);
     let (status, body) = app.run(json!([1, "two", {"three": 3}]));
     assert_eq!((status, body), (200, json!([1, "two", {"three": 3}])));
 }
 
-#[test]
-fn invalid_zip_fails_init_cleanly_and_a_valid_action_can_follow() {
-    let app = spawn_app();
+pub fn invalid_zip_fails_init_cleanly_and_a_valid_action_can_follow(engine: &str) {
+    let app = spawn_app(engine);
     let mut zip = b"PK\x03\x04".to_vec();
     zip.extend_from_slice(&[0u8; 64]);
     let (status, body) = app.post(
@@ -202,9 +189,8 @@ fn invalid_zip_fails_init_cleanly_and_a_valid_action_can_follow() {
     assert_eq!((status, body), (200, json!({"result": 3})));
 }
 
-#[test]
-fn run_before_init_is_refused() {
-    let app = spawn_app();
+pub fn run_before_init_is_refused(engine: &str) {
+    let app = spawn_app(engine);
     let (status, body) = app.run(json!({}));
     assert_eq!(
         (status, body),
@@ -212,10 +198,9 @@ fn run_before_init_is_refused() {
     );
 }
 
-#[test]
-fn concurrent_runs_succeed_with_contiguous_sentinels() {
+pub fn concurrent_runs_succeed_with_contiguous_sentinels(engine: &str) {
     const N: usize = 128;
-    let app = Arc::new(spawn_app());
+    let app = Arc::new(spawn_app(engine));
     app.init_ok(modules::ECHO);
     let threads: Vec<_> = (0..N)
         .map(|i| {
@@ -240,9 +225,8 @@ fn concurrent_runs_succeed_with_contiguous_sentinels() {
     );
 }
 
-#[test]
-fn the_executor_prints_nothing_of_its_own() {
-    let app = spawn_app();
+pub fn the_executor_prints_nothing_of_its_own(engine: &str) {
+    let app = spawn_app(engine);
     app.init_ok(modules::ADD);
     let (status, _) = app.run(json!({"param1": 1, "param2": 2}));
     assert_eq!(status, 200);

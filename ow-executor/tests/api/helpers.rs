@@ -36,25 +36,34 @@ impl Streams {
     }
 }
 
-pub fn spawn_app() -> TestApp {
-    spawn_app_with(&[], &[])
+/// Start the executor with `engine` as its default engine.
+pub fn spawn_app(engine: &str) -> TestApp {
+    spawn_app_with(engine, &[], &[])
 }
 
-pub fn spawn_app_with(args: &[&str], env: &[(&str, &str)]) -> TestApp {
+pub fn spawn_app_with(engine: &str, args: &[&str], env: &[(&str, &str)]) -> TestApp {
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ow-executor"));
-    cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()])
-        .args(args)
-        .env_remove("RUST_LOG")
-        .env_remove("__OW_API_HOST")
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.args([
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+        "--engine",
+        engine,
+    ])
+    .args(args)
+    .env_remove("RUST_LOG")
+    .env_remove("__OW_API_HOST")
+    .env_remove("OW_ENGINE")
+    .envs(env.iter().copied())
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("cannot start ow-executor");
     let stdout = Arc::new(Mutex::new(Vec::new()));
     let stderr = Arc::new(Mutex::new(Vec::new()));

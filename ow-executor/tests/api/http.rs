@@ -5,9 +5,8 @@ use crate::helpers::*;
 use ow_test_modules as modules;
 use serde_json::json;
 
-#[test]
-fn malformed_json_is_a_400_with_a_json_error() {
-    let app = spawn_app();
+pub fn malformed_json_is_a_400_with_a_json_error(engine: &str) {
+    let app = spawn_app(engine);
     for body in [
         &b"{"[..],
         b"{\"value\": ",
@@ -28,9 +27,8 @@ fn malformed_json_is_a_400_with_a_json_error() {
     assert_eq!(app.run(json!({"ok": true})), (200, json!({"ok": true})));
 }
 
-#[test]
-fn bad_base64_is_a_400_and_text_code_is_refused() {
-    let app = spawn_app();
+pub fn bad_base64_is_a_400_and_text_code_is_refused(engine: &str) {
+    let app = spawn_app(engine);
     let (status, resp) = app.post(
         "/init",
         &json!({"value": {"binary": true, "code": "%%%not base64%%%"}}),
@@ -48,9 +46,8 @@ fn bad_base64_is_a_400_and_text_code_is_refused() {
     );
 }
 
-#[test]
-fn raw_wasm_is_accepted_without_the_binary_flag() {
-    let app = spawn_app();
+pub fn raw_wasm_is_accepted_without_the_binary_flag(engine: &str) {
+    let app = spawn_app(engine);
     let (status, resp) = app.post("/init", &json!({"value": {"code": b64(modules::ADD)}}));
     assert_eq!(status, 200, "{resp}");
     assert_eq!(
@@ -59,8 +56,7 @@ fn raw_wasm_is_accepted_without_the_binary_flag() {
     );
 }
 
-#[test]
-fn zipped_action_is_accepted() {
+pub fn zipped_action_is_accepted(engine: &str) {
     use std::io::Write;
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     zip.start_file("bin/echo.wasm", zip::write::SimpleFileOptions::default())
@@ -70,7 +66,7 @@ fn zipped_action_is_accepted() {
         .unwrap();
     zip.write_all(b"an action").unwrap();
     let zip = zip.finish().unwrap().into_inner();
-    let app = spawn_app();
+    let app = spawn_app(engine);
     app.init_ok(&zip);
     assert_eq!(
         app.run(json!({"zipped": true})),
@@ -78,9 +74,8 @@ fn zipped_action_is_accepted() {
     );
 }
 
-#[test]
-fn unknown_paths_and_methods_get_json_errors() {
-    let app = spawn_app();
+pub fn unknown_paths_and_methods_get_json_errors(engine: &str) {
+    let app = spawn_app(engine);
     let (status, resp) = app.post("/nope/nope/nope", &json!({}));
     assert_eq!(status, 404);
     assert!(resp["error"].is_string());
@@ -91,9 +86,9 @@ fn unknown_paths_and_methods_get_json_errors() {
     assert_eq!(status, 404);
 }
 
-#[test]
-fn oversized_bodies_get_413() {
+pub fn oversized_bodies_get_413(engine: &str) {
     let app = spawn_app_with(
+        engine,
         &["--max-run-bytes", "1000", "--max-init-bytes", "2000"],
         &[],
     );

@@ -1,8 +1,82 @@
 //! Integration tests: the real `ow-executor` binary over HTTP, with its
 //! stdout and stderr captured.
+//!
+//! One conformance suite, written once: every test is a function of the
+//! engine name, and `engine_suite!` runs each on every engine of the binary
+//! (`<engine>::<module>::<test>`).
 
 mod abi;
 mod compliance;
+mod engines;
 mod helpers;
 mod http;
 mod multi_action;
+
+/// Generate `mod <engine> { mod <module> { #[test] fn <test>() } }` for each engine.
+macro_rules! engine_suite {
+    ($($module:ident: [$($test:ident),* $(,)?]),* $(,)?) => {
+        engine_suite!(@engine wasmtime; $($module: [$($test),*]),*);
+    };
+    (@engine $engine:ident; $($module:ident: [$($test:ident),*]),*) => {
+        mod $engine {
+            $(mod $module {
+                $(#[test]
+                fn $test() {
+                    crate::$module::$test(stringify!($engine));
+                })*
+            })*
+        }
+    };
+}
+
+engine_suite! {
+    compliance: [
+        init_with_empty_code_fails,
+        init_with_empty_object_fails_with_the_exact_message,
+        non_dictionary_result_is_an_error_with_one_sentinel_per_stream,
+        second_init_is_refused_and_logged_without_sentinels,
+        entry_point_niam_is_honoured,
+        echo_four_times_with_logs_and_four_sentinels,
+        unicode_in_params_result_and_logs,
+        init_env_is_visible_to_the_action,
+        activation_context_reaches_the_environment,
+        large_input_is_echoed_exactly,
+        application_error_is_passed_through,
+        arrays_in_and_out,
+        invalid_zip_fails_init_cleanly_and_a_valid_action_can_follow,
+        run_before_init_is_refused,
+        concurrent_runs_succeed_with_contiguous_sentinels,
+        the_executor_prints_nothing_of_its_own
+    ],
+    abi: [
+        sdk_module_add_and_its_application_error,
+        hash_is_blake3_chained,
+        command_module_reads_stdin_and_answers_on_its_last_line,
+        command_module_non_zero_exit_is_an_action_error_with_logs,
+        command_module_without_output_did_not_return_a_dictionary,
+        missing_entry_point_fails_init_naming_it,
+        wrong_entry_signature_fails_init,
+        sdk_module_without_memory_fails_init,
+        module_following_neither_abi_fails_init,
+        invalid_wasm_and_unknown_imports_fail_init,
+        result_pointer_past_memory_is_an_action_error,
+        alloc_returning_a_bad_buffer_is_an_action_error,
+        result_that_is_not_utf8_or_not_json_is_an_action_error,
+        a_trap_is_an_action_error_and_the_executor_survives,
+        initialize_runs_before_the_entry_point,
+        every_activation_gets_a_fresh_instance,
+        time_limit_interrupts_an_infinite_loop
+    ],
+    http: [
+        malformed_json_is_a_400_with_a_json_error,
+        bad_base64_is_a_400_and_text_code_is_refused,
+        raw_wasm_is_accepted_without_the_binary_flag,
+        zipped_action_is_accepted,
+        unknown_paths_and_methods_get_json_errors,
+        oversized_bodies_get_413
+    ],
+    multi_action: [
+        two_actions_side_by_side_then_destroy,
+        second_init_of_a_container_is_refused
+    ]
+}

@@ -4,9 +4,8 @@ use crate::helpers::*;
 use ow_test_modules as modules;
 use serde_json::{Value, json};
 
-#[test]
-fn two_actions_side_by_side_then_destroy() {
-    let app = spawn_app();
+pub fn two_actions_side_by_side_then_destroy(engine: &str) {
+    let app = spawn_app(engine);
     assert_eq!(
         app.post("/a/init", &init_body(modules::ECHO, "main", Value::Null))
             .0,
@@ -55,9 +54,8 @@ fn two_actions_side_by_side_then_destroy() {
     assert_eq!(app.stop().sentinels(), (4, 4));
 }
 
-#[test]
-fn second_init_of_a_container_is_refused() {
-    let app = spawn_app();
+pub fn second_init_of_a_container_is_refused(engine: &str) {
+    let app = spawn_app(engine);
     assert_eq!(
         app.post("/a/init", &init_body(modules::ECHO, "main", Value::Null))
             .0,

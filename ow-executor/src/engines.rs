@@ -1,0 +1,86 @@
+//! The engines compiled into this binary, created on first use.
+//!
+//! The executor's default engine (`--engine`) is created at start-up, so a
+//! broken configuration fails before the port is bound; the others are
+//! created the first time an action asks for them.
+
+use crate::cli::EngineKind;
+use ow_common::{Limits, WasmRuntime};
+use std::sync::{Arc, OnceLock};
+
+/// One lazily created runtime per engine kind.
+pub struct Engines {
+    default: EngineKind,
+    limits: Limits,
+    slots: Vec<(EngineKind, OnceLock<Arc<dyn WasmRuntime>>)>,
+}
+
+/// Why an engine could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The name matches no engine of this binary.
+    #[error("unknown engine `{0}`; this executor has: {1}")]
+    Unknown(String, String),
+    /// The engine refused to start.
+    #[error("the {0} engine cannot start: {1}")]
+    Start(&'static str, ow_common::Error),
+}
+
+impl Engines {
+    /// Create the registry and the default engine.
+    ///
+    /// # Errors
+    /// When the default engine cannot start.
+    pub fn new(default: EngineKind, limits: Limits) -> Result<Self, EngineError> {
+        let engines = Self {
+            default,
+            limits,
+            slots: EngineKind::ALL
+                .iter()
+                .map(|&k| (k, OnceLock::new()))
+                .collect(),
+        };
+        engines.get(default)?;
+        Ok(engines)
+    }
+
+    /// The engine actions run on unless they ask for another.
+    pub fn default_kind(&self) -> EngineKind {
+        self.default
+    }
+
+    /// The runtime of `kind`, created if needed.
+    ///
+    /// # Errors
+    /// When the engine cannot start.
+    pub fn get(&self, kind: EngineKind) -> Result<Arc<dyn WasmRuntime>, EngineError> {
+        let (_, slot) = self
+            .slots
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .ok_or_else(|| EngineError::Unknown(kind.name().into(), EngineKind::names()))?;
+        if let Some(rt) = slot.get() {
+            return Ok(Arc::clone(rt));
+        }
+        let rt =
+            create(kind, self.limits.clone()).map_err(|e| EngineError::Start(kind.name(), e))?;
+        // Two threads may race to create it; the first one wins, the other's is dropped.
+        Ok(Arc::clone(slot.get_or_init(|| rt)))
+    }
+
+    /// The runtime named `name` (as in `--engine`), created if needed.
+    ///
+    /// # Errors
+    /// When no engine has that name, or it cannot start.
+    pub fn by_name(&self, name: &str) -> Result<Arc<dyn WasmRuntime>, EngineError> {
+        let kind = EngineKind::from_name(name)
+            .ok_or_else(|| EngineError::Unknown(name.to_owned(), EngineKind::names()))?;
+        self.get(kind)
+    }
+}
+
+fn create(kind: EngineKind, limits: Limits) -> ow_common::Result<Arc<dyn WasmRuntime>> {
+    Ok(match kind {
+        EngineKind::Wasmtime => Arc::new(ow_wasmtime::WasmtimeRuntime::new(limits)?),
+    })
+}
