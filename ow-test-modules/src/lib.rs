@@ -2,3 +2,5 @@
 //! crate's build script, as byte constants for tests and benchmarks.
 
 include!(concat!(env!("OUT_DIR"), "/modules.rs"));
+
+pub mod suite;

@@ -22,7 +22,7 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 
 /// The wasmtime version this crate is built with.
-pub const WASMTIME_VERSION: &str = "48.0.8";
+pub const WASMTIME_VERSION: &str = "48.0.0";
 
 /// How often the epoch ticker advances the engine's epoch; deadlines are
 /// enforced to this granularity (OpenWhisk's shortest timeout is 100 ms).
