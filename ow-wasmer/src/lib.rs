@@ -1,0 +1,375 @@
+#![doc = include_str!("../README.md")]
+
+mod logfile;
+mod tunables;
+mod watchdog;
+
+use logfile::LogFile;
+use ow_common::abi::{self, ActionAbi, ExportKind, SdkInstance, ValKind};
+use ow_common::{
+    ActionSpec, ActivationContext, ActivationOutput, Error, Limits, PreparedAction, Result,
+    WasmRuntime,
+};
+use std::io::Write as _;
+use std::sync::Arc;
+use wasmer::sys::{BaseTunables, Cranelift, NativeEngineExt};
+use wasmer::{
+    Engine, ExternType, Instance, Memory, Module, Pages, RuntimeError, Store, Type, TypedFunction,
+};
+use wasmer_wasix::runtime::task_manager::tokio::TokioTaskManager;
+use wasmer_wasix::{
+    Pipe, PluggableRuntime, Runtime, UnsupportedVirtualNetworking, WasiEnv, WasiError,
+    WasiRuntimeError,
+};
+use watchdog::Watchdog;
+
+/// The wasmer version this crate is built with.
+pub const WASMER_VERSION: &str = "7.4.2";
+
+/// Import modules a wasmer action may use: WASI preview 1 (and its old name).
+const WASI_MODULES: &[&str] = &["wasi_snapshot_preview1", "wasi_unstable"];
+
+/// The wasmer engine (Cranelift), one per process.
+///
+/// - Compiles at /init; each activation gets a fresh `Store` and instance.
+/// - WASI comes from wasmer-wasix with a shared runtime of our own: no
+///   networking, no HTTP client, no host filesystem; stdin, stdout, stderr
+///   and the environment are per instance and in memory.
+/// - Linear memory is capped by tunables on the engine (`memory.grow` returns
+///   -1 past `Limits::max_memory_bytes`).
+/// - Deadlines: a watchdog thread interrupts the store (wasmer's
+///   host-interrupt, a signal to the running thread) once the activation's
+///   time limit passes.
+pub struct WasmerRuntime {
+    engine: Engine,
+    wasi: Arc<dyn Runtime + Send + Sync>,
+    tokio: tokio::runtime::Runtime,
+    watchdog: Watchdog,
+    limits: Limits,
+}
+
+impl WasmerRuntime {
+    /// An engine with these limits.
+    ///
+    /// # Errors
+    /// [`Error::Resources`] when the runtime's threads cannot start.
+    pub fn new(limits: Limits) -> Result<Self> {
+        let resources = |e: std::io::Error| Error::Resources(format!("cannot start wasmer: {e}"));
+        let mut engine: Engine = Cranelift::default().into();
+        let pages = (limits.max_memory_bytes / wasmer::WASM_PAGE_SIZE).min(65_536) as u32;
+        engine.set_tunables(tunables::CappedTunables {
+            base: BaseTunables::new(),
+            max: Pages(pages),
+        });
+        // wasix runs its timers (guest sleeps, poll timeouts) on tokio: a
+        // runtime of its own, driven by one worker thread.
+        let tokio = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("wasmer-wasix")
+            .enable_all()
+            .build()
+            .map_err(resources)?;
+        let mut wasi = {
+            let _entered = tokio.enter();
+            PluggableRuntime::new(Arc::new(TokioTaskManager::new(tokio.handle().clone())))
+        };
+        wasi.set_engine(engine.clone());
+        wasi.set_networking_implementation(UnsupportedVirtualNetworking::default());
+        wasi.http_client = None;
+        Ok(Self {
+            engine,
+            wasi: Arc::new(wasi),
+            tokio,
+            watchdog: Watchdog::start().map_err(resources)?,
+            limits,
+        })
+    }
+}
+
+impl Drop for WasmerRuntime {
+    fn drop(&mut self) {
+        // May be dropped inside an async context, where a blocking shutdown panics.
+        let tokio = std::mem::replace(
+            &mut self.tokio,
+            match tokio::runtime::Builder::new_current_thread().build() {
+                Ok(rt) => rt,
+                Err(_) => return,
+            },
+        );
+        tokio.shutdown_background();
+    }
+}
+
+impl WasmRuntime for WasmerRuntime {
+    fn name(&self) -> &'static str {
+        "wasmer"
+    }
+
+    fn version(&self) -> &'static str {
+        WASMER_VERSION
+    }
+
+    fn prepare(&self, wasm: &[u8], spec: ActionSpec) -> Result<Arc<dyn PreparedAction>> {
+        let module =
+            Module::new(&self.engine, wasm).map_err(|e| Error::InvalidModule(e.to_string()))?;
+        // Anything but WASI would fail at instantiation: say so at /init.
+        if let Some(import) = module
+            .imports()
+            .find(|i| !WASI_MODULES.contains(&i.module()))
+        {
+            return Err(Error::InvalidModule(format!(
+                "unknown import: `{}::{}` has not been defined",
+                import.module(),
+                import.name()
+            )));
+        }
+        let abi = abi::classify(&|name| export_kind(&module, name), &spec.entry)?;
+        let uses_wasi = module.imports().next().is_some();
+        let has_initialize = export_kind(&module, abi::EXPORT_INITIALIZE).is_some();
+        Ok(Arc::new(WasmerAction {
+            uses_wasi,
+            has_initialize,
+            argv0: spec.name.clone().unwrap_or_else(|| "action".to_owned()),
+            module,
+            abi,
+            spec,
+            engine: self.engine.clone(),
+            wasi: Arc::clone(&self.wasi),
+            tokio: self.tokio.handle().clone(),
+            watchdog: self.watchdog.clone_handle(),
+            limits: self.limits.clone(),
+        }))
+    }
+}
+
+fn val_kind(ty: &Type) -> ValKind {
+    match ty {
+        Type::I32 => ValKind::I32,
+        Type::I64 => ValKind::I64,
+        other => ValKind::Other(format!("{other:?}").to_lowercase()),
+    }
+}
+
+/// The module's export `name`, described for [`abi::classify`].
+fn export_kind(module: &Module, name: &str) -> Option<ExportKind> {
+    let export = module.exports().find(|e| e.name() == name)?;
+    Some(match export.ty() {
+        ExternType::Function(f) => ExportKind::Func {
+            params: f.params().iter().map(val_kind).collect(),
+            results: f.results().iter().map(val_kind).collect(),
+        },
+        // wasmer 7.4 has no memory64 in its default features.
+        ExternType::Memory(_) => ExportKind::Memory { is_64: false },
+        _ => ExportKind::Other,
+    })
+}
+
+/// An action compiled at /init.
+struct WasmerAction {
+    module: Module,
+    abi: ActionAbi,
+    uses_wasi: bool,
+    has_initialize: bool,
+    argv0: String,
+    spec: ActionSpec,
+    engine: Engine,
+    wasi: Arc<dyn Runtime + Send + Sync>,
+    tokio: tokio::runtime::Handle,
+    watchdog: Watchdog,
+    limits: Limits,
+}
+
+impl PreparedAction for WasmerAction {
+    fn abi(&self) -> ActionAbi {
+        self.abi
+    }
+
+    fn run(&self, ctx: &ActivationContext) -> ActivationOutput {
+        let _entered = self.tokio.enter();
+        let stdout = LogFile::new(self.limits.max_log_bytes);
+        let stderr = LogFile::new(self.limits.max_log_bytes);
+        let time_limit = ctx.time_limit(self.limits.max_duration);
+        let params = ctx.params_json();
+        // A Store is not Send: it lives and dies on this thread.
+        let mut store = Store::new(self.engine.clone());
+        let guard = self.watchdog.watch(store.interrupter(), time_limit);
+        let raw = self.run_in(&mut store, ctx, &params, &stdout, &stderr);
+        let timed_out = guard.fired();
+        drop(guard);
+        drop(store);
+        let raw = raw.map_err(|e| {
+            if timed_out {
+                Error::Timeout(time_limit.as_millis() as u64)
+            } else {
+                e
+            }
+        });
+        let (out, out_cut) = stdout.take();
+        let (err, err_cut) = stderr.take();
+        abi::finish(
+            self.abi,
+            raw,
+            out,
+            err,
+            out_cut || err_cut,
+            self.limits.max_result_bytes,
+        )
+    }
+}
+
+impl WasmerAction {
+    fn run_in(
+        &self,
+        store: &mut Store,
+        ctx: &ActivationContext,
+        params: &[u8],
+        stdout: &LogFile,
+        stderr: &LogFile,
+    ) -> Result<Vec<u8>> {
+        // Keeps the WASI state alive for the whole call.
+        let mut _wasi_env = None;
+        let instance = if self.uses_wasi {
+            let (guest_stdin, mut host_stdin) = Pipe::channel();
+            if self.abi == ActionAbi::Command {
+                host_stdin
+                    .write_all(params)
+                    .map_err(|e| Error::Resources(format!("cannot write stdin: {e}")))?;
+            }
+            host_stdin.close();
+            let env = ctx.environment(&self.spec.env);
+            // `instantiate` also calls `_initialize` when it is exported.
+            let (instance, wasi_env) = WasiEnv::builder(self.argv0.as_str())
+                .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .stdin(Box::new(guest_stdin))
+                .stdout(Box::new(stdout.clone()))
+                .stderr(Box::new(stderr.clone()))
+                .runtime(Arc::clone(&self.wasi))
+                .instantiate(self.module.clone(), &mut *store)
+                .map_err(wasi_error)?;
+            _wasi_env = Some(wasi_env);
+            instance
+        } else {
+            let instance = Instance::new(&mut *store, &self.module, &wasmer::imports! {})
+                .map_err(|e| Error::Trap(e.to_string()))?;
+            if self.has_initialize {
+                instance
+                    .exports
+                    .get_typed_function::<(), ()>(&*store, abi::EXPORT_INITIALIZE)
+                    .map_err(export_error)?
+                    .call(&mut *store)
+                    .map_err(runtime_error)?;
+            }
+            instance
+        };
+        match self.abi {
+            ActionAbi::Sdk => {
+                let exports = &instance.exports;
+                let mut sdk = WasmerSdk {
+                    memory: exports
+                        .get_memory(abi::EXPORT_MEMORY)
+                        .map_err(export_error)?
+                        .clone(),
+                    alloc: exports
+                        .get_typed_function(&*store, abi::EXPORT_ALLOC)
+                        .map_err(export_error)?,
+                    entry: exports
+                        .get_typed_function(&*store, &self.spec.entry)
+                        .map_err(export_error)?,
+                    store,
+                };
+                abi::call_sdk(&mut sdk, params, self.limits.max_result_bytes)
+            }
+            ActionAbi::Command => {
+                let start: TypedFunction<(), ()> = instance
+                    .exports
+                    .get_typed_function(&*store, abi::EXPORT_START)
+                    .map_err(export_error)?;
+                match start.call(&mut *store) {
+                    Ok(()) => Ok(Vec::new()),
+                    Err(e) if exit_code(&e) == Some(0) => Ok(Vec::new()),
+                    Err(e) => Err(runtime_error(e)),
+                }
+            }
+        }
+    }
+}
+
+/// One SDK instance for [`abi::call_sdk`].
+struct WasmerSdk<'a> {
+    store: &'a mut Store,
+    memory: Memory,
+    alloc: TypedFunction<i32, i32>,
+    entry: TypedFunction<(i32, i32), i64>,
+}
+
+impl SdkInstance for WasmerSdk<'_> {
+    type Error = Error;
+
+    fn alloc(&mut self, len: u32) -> Result<u32> {
+        self.alloc
+            .call(&mut *self.store, len as i32)
+            .map(|ptr| ptr as u32)
+            .map_err(runtime_error)
+    }
+
+    fn call_entry(&mut self, ptr: u32, len: u32) -> Result<i64> {
+        self.entry
+            .call(&mut *self.store, ptr as i32, len as i32)
+            .map_err(runtime_error)
+    }
+
+    fn memory_size(&mut self) -> usize {
+        self.memory.view(&*self.store).data_size() as usize
+    }
+
+    fn write(&mut self, offset: usize, bytes: &[u8]) -> Result<()> {
+        self.memory
+            .view(&*self.store)
+            .write(offset as u64, bytes)
+            .map_err(|e| Error::Abi(e.to_string()))
+    }
+
+    fn read(&mut self, range: std::ops::Range<usize>) -> Result<Vec<u8>> {
+        let mut buf = vec![0; range.len()];
+        self.memory
+            .view(&*self.store)
+            .read(range.start as u64, &mut buf)
+            .map_err(|e| Error::Abi(e.to_string()))?;
+        Ok(buf)
+    }
+}
+
+fn exit_code(e: &RuntimeError) -> Option<i32> {
+    match e.downcast_ref::<WasiError>() {
+        Some(WasiError::Exit(code)) => Some(code.raw()),
+        _ => None,
+    }
+}
+
+fn runtime_error(e: RuntimeError) -> Error {
+    match exit_code(&e) {
+        Some(code) => Error::Exit(code),
+        None => Error::Trap(e.message()),
+    }
+}
+
+fn wasi_error(e: WasiRuntimeError) -> Error {
+    match e.as_exit_code() {
+        Some(code) => Error::Exit(code.raw()),
+        None => Error::Trap(e.to_string()),
+    }
+}
+
+fn export_error(e: wasmer::ExportError) -> Error {
+    Error::Trap(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_matches_the_pinned_crate() {
+        assert_eq!(WASMER_VERSION, wasmer::sys::vm::VERSION);
+    }
+}
