@@ -1,0 +1,442 @@
+//! The unsafe edge: every call into WAMR's C API lives in this file.
+//!
+//! Threading, as WAMR documents it: the runtime is initialised once per
+//! process; every thread that touches WAMR first calls
+//! `wasm_runtime_init_thread_env` (done lazily per thread by
+//! [`ensure_thread_env`]); a loaded module is read-only after
+//! `wasm_runtime_load` and may be instantiated from several threads; an
+//! instance and its exec env belong to the thread that created them, and the
+//! only call another thread makes on them is `wasm_runtime_terminate`, which
+//! exists for that purpose.
+
+use crate::stdio::Watch;
+use ow_common::Error;
+use ow_common::Result;
+use ow_common::abi::{ExportKind, ValKind};
+use std::ffi::{CStr, CString, c_char, c_int};
+use std::marker::PhantomData;
+use std::os::fd::RawFd;
+use std::sync::{Arc, OnceLock};
+use wamrx_sys as sys;
+
+unsafe extern "C" {
+    /// WAMR's platform layer (posix_blocking_op.c): which signal
+    /// `wasm_runtime_terminate` uses to wake a guest blocked in a syscall.
+    /// Not in the public header, but exported by the static library.
+    fn os_set_signal_number_for_blocking_op(signo: c_int);
+}
+
+/// Interpreter stack per instance. WAMR zero-fills it at every
+/// instantiation, so it is sized for real programs, not generously.
+const STACK_SIZE: u32 = 512 * 1024;
+
+/// The process-wide runtime.
+pub(crate) struct Wamr;
+
+impl Wamr {
+    /// Initialise WAMR once; returns its version.
+    pub(crate) fn init() -> std::result::Result<&'static str, String> {
+        static INIT: OnceLock<std::result::Result<&'static str, String>> = OnceLock::new();
+        INIT.get_or_init(|| {
+            // SAFETY: called once, before any other WAMR call; the init args
+            // are fully initialised and outlive the call.
+            unsafe {
+                // wasmer's host interrupts own SIGUSR1: WAMR wakes blocked
+                // guests with SIGUSR2 instead.
+                os_set_signal_number_for_blocking_op(libc::SIGUSR2);
+                // WAMR logs to stdout; the executor's stdout is the actions' only.
+                sys::wasm_runtime_set_log_level(sys::WASM_LOG_LEVEL_FATAL);
+                let mut args = sys::RuntimeInitArgs {
+                    mem_alloc_type: sys::Alloc_With_System_Allocator,
+                    max_thread_num: 1,
+                    ..Default::default()
+                };
+                if !sys::wasm_runtime_full_init(&mut args) {
+                    return Err("WAMR's runtime failed to initialise".to_owned());
+                }
+                let (mut major, mut minor, mut patch) = (0, 0, 0);
+                sys::wasm_runtime_get_version(&mut major, &mut minor, &mut patch);
+                let version: &'static str =
+                    Box::leak(format!("{major}.{minor}.{patch}").into_boxed_str());
+                Ok(version)
+            }
+        })
+        .clone()
+    }
+}
+
+/// Set up WAMR's per-thread environment, once per thread; torn down when
+/// the thread exits.
+struct ThreadEnv {
+    ok: bool,
+}
+
+impl Drop for ThreadEnv {
+    fn drop(&mut self) {
+        if self.ok {
+            // SAFETY: paired with the successful init on this same thread.
+            unsafe { sys::wasm_runtime_destroy_thread_env() };
+        }
+    }
+}
+
+thread_local! {
+    // SAFETY (of the call): WAMR is initialised before any action exists.
+    static THREAD_ENV: ThreadEnv = ThreadEnv { ok: unsafe { sys::wasm_runtime_init_thread_env() } };
+}
+
+/// Make sure this thread may call into WAMR.
+pub(crate) fn ensure_thread_env() -> Result<()> {
+    match THREAD_ENV.with(|env| env.ok) {
+        true => Ok(()),
+        false => Err(Error::Resources("WAMR cannot run on this thread".into())),
+    }
+}
+
+/// Stop a running instance from another thread.
+pub(crate) fn terminate(inst: usize) {
+    // SAFETY: the caller holds the instance's watch lock, so the instance is
+    // alive (it is only deinstantiated after leaving the watch).
+    unsafe { sys::wasm_runtime_terminate(inst as sys::wasm_module_inst_t) };
+}
+
+/// Read a C string owned by WAMR.
+///
+/// # Safety
+/// `p` is null or points to a NUL-terminated string that outlives the call.
+unsafe fn c_string(p: *const c_char) -> String {
+    if p.is_null() {
+        return String::new();
+    }
+    // SAFETY: guaranteed by the caller.
+    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+}
+
+/// A module loaded at /init.
+pub(crate) struct LoadedModule {
+    raw: sys::wasm_module_t,
+    /// WAMR keeps pointers into the buffer it loaded from: it lives as long
+    /// as the module.
+    _bytes: Box<[u8]>,
+}
+
+// SAFETY: a loaded module is immutable after `wasm_runtime_load` (the fast
+// interpreter prepares all code at load time); WAMR supports instantiating
+// one module from several threads, each with its thread env set up (we do,
+// in `ensure_thread_env`). We never use the module-level WASI setters, which
+// are the only ones that write to it after loading. Unloading happens in
+// Drop, once no instance can exist (every `Instance` borrows the module).
+unsafe impl Send for LoadedModule {}
+// SAFETY: see above: shared use is read-only instantiation.
+unsafe impl Sync for LoadedModule {}
+
+impl Drop for LoadedModule {
+    fn drop(&mut self) {
+        // SAFETY: the module was loaded and no instance of it is left.
+        unsafe { sys::wasm_runtime_unload(self.raw) };
+    }
+}
+
+impl LoadedModule {
+    /// Load and validate `wasm`.
+    pub(crate) fn load(wasm: &[u8]) -> Result<Self> {
+        let mut bytes: Box<[u8]> = wasm.into();
+        let size = u32::try_from(bytes.len())
+            .map_err(|_| Error::InvalidModule("the module is larger than 4 GiB".into()))?;
+        let mut err = [0 as c_char; 256];
+        // SAFETY: a writable buffer that outlives the module, and an error
+        // buffer of the size given.
+        let raw = unsafe {
+            sys::wasm_runtime_load(bytes.as_mut_ptr(), size, err.as_mut_ptr(), err.len() as u32)
+        };
+        if raw.is_null() {
+            // SAFETY: WAMR NUL-terminates the error buffer.
+            let msg = unsafe { c_string(err.as_ptr()) };
+            return Err(Error::InvalidModule(msg));
+        }
+        Ok(Self { raw, _bytes: bytes })
+    }
+
+    fn imports(&self) -> Vec<(String, String, bool)> {
+        // SAFETY: a loaded module.
+        let count = unsafe { sys::wasm_runtime_get_import_count(self.raw) }.max(0);
+        (0..count)
+            .map(|i| {
+                // SAFETY: an index below the count, into a zeroed out-struct.
+                let import = unsafe {
+                    let mut import: sys::wasm_import_t = std::mem::zeroed();
+                    sys::wasm_runtime_get_import_type(self.raw, i, &mut import);
+                    import
+                };
+                // SAFETY: the names point into the loaded module.
+                let (module, name) =
+                    unsafe { (c_string(import.module_name), c_string(import.name)) };
+                let linked = import.kind == sys::WASM_IMPORT_EXPORT_KIND_FUNC && import.linked;
+                (module, name, linked)
+            })
+            .collect()
+    }
+
+    /// Refuse imports WAMR cannot satisfy (it only warns at load time).
+    pub(crate) fn check_imports(&self) -> Result<()> {
+        match self.imports().into_iter().find(|(_, _, linked)| !linked) {
+            Some((module, name, _)) => Err(Error::InvalidModule(format!(
+                "unknown import: `{module}::{name}` has not been defined"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether the module imports WASI (then WAMR calls `_initialize` itself).
+    pub(crate) fn imports_wasi(&self) -> bool {
+        self.imports()
+            .iter()
+            .any(|(module, _, _)| module == "wasi_snapshot_preview1" || module == "wasi_unstable")
+    }
+
+    /// The export `name`, described for `abi::classify`.
+    pub(crate) fn export_kind(&self, name: &str) -> Option<ExportKind> {
+        // SAFETY: a loaded module.
+        let count = unsafe { sys::wasm_runtime_get_export_count(self.raw) }.max(0);
+        for i in 0..count {
+            // SAFETY: an index below the count, into a zeroed out-struct.
+            let export = unsafe {
+                let mut export: sys::wasm_export_t = std::mem::zeroed();
+                sys::wasm_runtime_get_export_type(self.raw, i, &mut export);
+                export
+            };
+            // SAFETY: the name points into the loaded module.
+            if unsafe { c_string(export.name) } != name {
+                continue;
+            }
+            return Some(match export.kind {
+                sys::WASM_IMPORT_EXPORT_KIND_FUNC => {
+                    // SAFETY: for a function export the union holds its type.
+                    let ty = unsafe { export.u.func_type };
+                    // SAFETY: indices below the counts of a valid type.
+                    unsafe {
+                        ExportKind::Func {
+                            params: (0..sys::wasm_func_type_get_param_count(ty))
+                                .map(|j| val_kind(sys::wasm_func_type_get_param_valkind(ty, j)))
+                                .collect(),
+                            results: (0..sys::wasm_func_type_get_result_count(ty))
+                                .map(|j| val_kind(sys::wasm_func_type_get_result_valkind(ty, j)))
+                                .collect(),
+                        }
+                    }
+                }
+                // This WAMR build has no memory64.
+                sys::WASM_IMPORT_EXPORT_KIND_MEMORY => ExportKind::Memory { is_64: false },
+                _ => ExportKind::Other,
+            });
+        }
+        None
+    }
+}
+
+fn val_kind(kind: sys::wasm_valkind_t) -> ValKind {
+    match u32::from(kind) {
+        sys::WASM_I32 => ValKind::I32,
+        sys::WASM_I64 => ValKind::I64,
+        sys::WASM_F32 => ValKind::Other("f32".into()),
+        sys::WASM_F64 => ValKind::Other("f64".into()),
+        sys::WASM_V128 => ValKind::Other("v128".into()),
+        _ => ValKind::Other("ref".into()),
+    }
+}
+
+/// What one instance gets.
+pub(crate) struct InstanceSettings<'a> {
+    pub(crate) argv0: &'a str,
+    pub(crate) env: &'a [(String, String)],
+    pub(crate) max_memory_bytes: usize,
+    /// stdin, stdout, stderr.
+    pub(crate) stdio: [RawFd; 3],
+}
+
+/// One instance, on the thread that created it (it is neither Send nor Sync).
+pub(crate) struct Instance<'m> {
+    inst: sys::wasm_module_inst_t,
+    exec_env: sys::wasm_exec_env_t,
+    watch: Arc<Watch>,
+    _module: PhantomData<&'m LoadedModule>,
+}
+
+impl<'m> Instance<'m> {
+    /// Instantiate `module` with its own WASI args, env, stdio and memory cap.
+    /// Runs the start function and, for WASI modules, `_initialize`.
+    pub(crate) fn new(
+        module: &'m LoadedModule,
+        settings: &InstanceSettings,
+        watch: Arc<Watch>,
+    ) -> Result<Self> {
+        let env: Vec<CString> = settings
+            .env
+            .iter()
+            .filter_map(|(k, v)| CString::new(format!("{k}={v}")).ok())
+            .collect();
+        let mut env_ptrs: Vec<*const c_char> = env.iter().map(|s| s.as_ptr()).collect();
+        let argv0 = CString::new(settings.argv0).unwrap_or_else(|_| c"action".to_owned());
+        let mut argv = [argv0.as_ptr().cast_mut()];
+        let max_pages = u32::try_from(settings.max_memory_bytes / 65_536)
+            .unwrap_or(u32::MAX)
+            .max(1);
+        let [stdin, stdout, stderr] = settings.stdio;
+        let mut err = [0 as c_char; 256];
+        // SAFETY: every pointer handed to the args lives until instantiation
+        // returns (WAMR copies the strings); the args are destroyed after.
+        let inst = unsafe {
+            let mut args: *mut sys::InstantiationArgs2 = std::ptr::null_mut();
+            if !sys::wasm_runtime_instantiation_args_create(&mut args) {
+                return Err(Error::Resources(
+                    "cannot allocate WAMR instantiation args".into(),
+                ));
+            }
+            sys::wasm_runtime_instantiation_args_set_default_stack_size(args, STACK_SIZE);
+            sys::wasm_runtime_instantiation_args_set_host_managed_heap_size(args, 0);
+            sys::wasm_runtime_instantiation_args_set_max_memory_pages(args, max_pages);
+            sys::wasm_runtime_instantiation_args_set_wasi_arg(args, argv.as_mut_ptr(), 1);
+            sys::wasm_runtime_instantiation_args_set_wasi_env(
+                args,
+                env_ptrs.as_mut_ptr(),
+                env_ptrs.len() as u32,
+            );
+            sys::wasm_runtime_instantiation_args_set_wasi_stdio(
+                args,
+                stdin.into(),
+                stdout.into(),
+                stderr.into(),
+            );
+            let inst = sys::wasm_runtime_instantiate_ex2(
+                module.raw,
+                args,
+                err.as_mut_ptr(),
+                err.len() as u32,
+            );
+            sys::wasm_runtime_instantiation_args_destroy(args);
+            inst
+        };
+        if inst.is_null() {
+            // SAFETY: WAMR NUL-terminates the error buffer.
+            let msg = unsafe { c_string(err.as_ptr()) };
+            return Err(Error::Trap(format!("instantiation failed: {msg}")));
+        }
+        // SAFETY: a live instance; the singleton is owned by it.
+        let exec_env = unsafe { sys::wasm_runtime_get_exec_env_singleton(inst) };
+        let instance = Self {
+            inst,
+            exec_env,
+            watch,
+            _module: PhantomData,
+        };
+        if exec_env.is_null() {
+            return Err(Error::Resources("cannot create a WAMR exec env".into()));
+        }
+        *instance
+            .watch
+            .live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(inst as usize);
+        if instance
+            .watch
+            .timed_out
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(Error::Trap("terminated during instantiation".into()));
+        }
+        if instance.memory_size() > settings.max_memory_bytes {
+            return Err(Error::Trap(format!(
+                "the module's initial memory exceeds the limit of {} bytes",
+                settings.max_memory_bytes
+            )));
+        }
+        Ok(instance)
+    }
+
+    /// Call the export `name` with `argc` parameter cells; results replace
+    /// the first cells.
+    pub(crate) fn call(&mut self, name: &CStr, argc: u32, cells: &mut [u32]) -> Result<()> {
+        // SAFETY: a live instance and a NUL-terminated name.
+        let func = unsafe { sys::wasm_runtime_lookup_function(self.inst, name.as_ptr()) };
+        if func.is_null() {
+            return Err(Error::Trap(format!(
+                "no export `{}`",
+                name.to_string_lossy()
+            )));
+        }
+        // SAFETY: the export's type was checked at /init, so `cells` has room
+        // for its parameter and result cells.
+        if unsafe { sys::wasm_runtime_call_wasm(self.exec_env, func, argc, cells.as_mut_ptr()) } {
+            return Ok(());
+        }
+        // SAFETY: a live instance; the exception string is copied at once.
+        let exception = unsafe { c_string(sys::wasm_runtime_get_exception(self.inst)) };
+        if exception.contains("wasi proc exit") {
+            // SAFETY: a live instance.
+            let code = unsafe { sys::wasm_runtime_get_wasi_exit_code(self.inst) };
+            return Err(Error::Exit(code as i32));
+        }
+        Err(Error::Trap(
+            exception.trim_start_matches("Exception: ").to_owned(),
+        ))
+    }
+
+    /// The default memory's size in bytes.
+    pub(crate) fn memory_size(&self) -> usize {
+        // SAFETY: a live instance; the memory belongs to it.
+        unsafe {
+            let memory = sys::wasm_runtime_get_default_memory(self.inst);
+            if memory.is_null() {
+                return 0;
+            }
+            (sys::wasm_memory_get_cur_page_count(memory)
+                * sys::wasm_memory_get_bytes_per_page(memory)) as usize
+        }
+    }
+
+    /// A native pointer to `len` guest bytes at `offset`, checked by WAMR.
+    fn native(&mut self, offset: usize, len: usize) -> Result<*mut u8> {
+        let outside = || {
+            Error::Abi(format!(
+                "{len} bytes at {offset:#x} lie outside the module's memory"
+            ))
+        };
+        if len == 0 {
+            return Ok(std::ptr::NonNull::dangling().as_ptr());
+        }
+        // SAFETY: a live instance; a failed check sets an exception, cleared here.
+        unsafe {
+            if !sys::wasm_runtime_validate_app_addr(self.inst, offset as u64, len as u64) {
+                sys::wasm_runtime_clear_exception(self.inst);
+                return Err(outside());
+            }
+            let ptr = sys::wasm_runtime_addr_app_to_native(self.inst, offset as u64);
+            if ptr.is_null() {
+                return Err(outside());
+            }
+            Ok(ptr.cast())
+        }
+    }
+
+    pub(crate) fn write(&mut self, offset: usize, bytes: &[u8]) -> Result<()> {
+        let dst = self.native(offset, bytes.len())?;
+        // SAFETY: WAMR validated the whole range; no guest code runs meanwhile.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, bytes.len()) };
+        Ok(())
+    }
+
+    pub(crate) fn read(&mut self, range: std::ops::Range<usize>) -> Result<Vec<u8>> {
+        let src = self.native(range.start, range.len())?;
+        // SAFETY: WAMR validated the whole range; no guest code runs meanwhile.
+        Ok(unsafe { std::slice::from_raw_parts(src, range.len()) }.to_vec())
+    }
+}
+
+impl Drop for Instance<'_> {
+    fn drop(&mut self) {
+        // Leave the watch first, under its lock: no terminate after this.
+        *self.watch.live.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        // SAFETY: a live instance created on this thread.
+        unsafe { sys::wasm_runtime_deinstantiate(self.inst) };
+    }
+}

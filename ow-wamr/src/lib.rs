@@ -1,0 +1,174 @@
+#![doc = include_str!("../README.md")]
+
+mod ffi;
+mod stdio;
+
+use ffi::{LoadedModule, Wamr};
+use ow_common::abi::{self, ActionAbi, SdkInstance};
+use ow_common::{
+    ActionSpec, ActivationContext, ActivationOutput, Error, Limits, PreparedAction, Result,
+    WasmRuntime,
+};
+use std::ffi::CString;
+use std::sync::Arc;
+
+/// The WAMR version bundled by wamrx-sys.
+pub const WAMR_VERSION: &str = "2.4.3";
+
+/// The WAMR engine (fast interpreter).
+///
+/// WAMR's runtime is process-global: the first `WamrRuntime` initialises
+/// it, later ones share it. A module is loaded once at /init; each
+/// activation instantiates it afresh on the thread that runs the activation,
+/// after that thread's WAMR environment is set up (`init_thread_env`).
+/// Instances, exec envs and pipes never leave that thread.
+pub struct WamrRuntime {
+    limits: Limits,
+    version: &'static str,
+}
+
+impl WamrRuntime {
+    /// Initialise WAMR (once per process) and make an engine with these limits.
+    ///
+    /// # Errors
+    /// [`Error::Resources`] when WAMR's runtime cannot be initialised.
+    pub fn new(limits: Limits) -> Result<Self> {
+        let version = Wamr::init().map_err(Error::Resources)?;
+        Ok(Self { limits, version })
+    }
+}
+
+impl WasmRuntime for WamrRuntime {
+    fn name(&self) -> &'static str {
+        "wamr"
+    }
+
+    fn version(&self) -> &'static str {
+        self.version
+    }
+
+    fn prepare(&self, wasm: &[u8], spec: ActionSpec) -> Result<Arc<dyn PreparedAction>> {
+        ffi::ensure_thread_env()?;
+        let module = LoadedModule::load(wasm)?;
+        module.check_imports()?;
+        let abi = abi::classify(&|name| module.export_kind(name), &spec.entry)?;
+        let entry = CString::new(spec.entry.as_str())
+            .map_err(|_| Error::InvalidModule("the entry point name contains NUL".into()))?;
+        Ok(Arc::new(WamrAction {
+            has_initialize: module.export_kind(abi::EXPORT_INITIALIZE).is_some(),
+            uses_wasi: module.imports_wasi(),
+            module: Arc::new(module),
+            abi,
+            entry,
+            argv0: spec.name.clone().unwrap_or_else(|| "action".to_owned()),
+            spec,
+            limits: self.limits.clone(),
+        }))
+    }
+}
+
+/// An action loaded at /init.
+struct WamrAction {
+    module: Arc<LoadedModule>,
+    abi: ActionAbi,
+    entry: CString,
+    has_initialize: bool,
+    uses_wasi: bool,
+    argv0: String,
+    spec: ActionSpec,
+    limits: Limits,
+}
+
+impl PreparedAction for WamrAction {
+    fn abi(&self) -> ActionAbi {
+        self.abi
+    }
+
+    fn run(&self, ctx: &ActivationContext) -> ActivationOutput {
+        let limit = ctx.time_limit(self.limits.max_duration);
+        let params = ctx.params_json();
+        let stdin: &[u8] = match self.abi {
+            ActionAbi::Command => &params,
+            ActionAbi::Sdk => b"",
+        };
+        let io = match stdio::ActivationIo::start(stdin, self.limits.max_log_bytes, limit) {
+            Ok(io) => io,
+            Err(e) => return abi::finish(self.abi, Err(e), Vec::new(), Vec::new(), false, 0),
+        };
+        let raw = ffi::ensure_thread_env().and_then(|()| {
+            let env = ctx.environment(&self.spec.env);
+            let settings = ffi::InstanceSettings {
+                argv0: &self.argv0,
+                env: &env,
+                max_memory_bytes: self.limits.max_memory_bytes,
+                stdio: io.guest_fds(),
+            };
+            let mut instance = ffi::Instance::new(&self.module, &settings, io.watch())?;
+            if self.has_initialize && !self.uses_wasi {
+                // WAMR calls `_initialize` itself only for WASI modules.
+                instance.call(c"_initialize", 0, &mut [])?;
+            }
+            match self.abi {
+                ActionAbi::Sdk => {
+                    let mut sdk = WamrSdk {
+                        instance: &mut instance,
+                        entry: &self.entry,
+                    };
+                    abi::call_sdk(&mut sdk, &params, self.limits.max_result_bytes)
+                }
+                ActionAbi::Command => match instance.call(c"_start", 0, &mut []) {
+                    Ok(_) | Err(Error::Exit(0)) => Ok(Vec::new()),
+                    Err(e) => Err(e),
+                },
+            }
+        });
+        let (stdout, stderr, truncated, timed_out) = io.finish();
+        let raw = raw.map_err(|e| match timed_out {
+            true => Error::Timeout(limit.as_millis() as u64),
+            false => e,
+        });
+        abi::finish(
+            self.abi,
+            raw,
+            stdout,
+            stderr,
+            truncated,
+            self.limits.max_result_bytes,
+        )
+    }
+}
+
+/// One SDK instance for [`abi::call_sdk`].
+struct WamrSdk<'a, 'm> {
+    instance: &'a mut ffi::Instance<'m>,
+    entry: &'a std::ffi::CStr,
+}
+
+impl SdkInstance for WamrSdk<'_, '_> {
+    type Error = Error;
+
+    fn alloc(&mut self, len: u32) -> Result<u32> {
+        let mut cells = [len, 0];
+        self.instance.call(c"ow_alloc", 1, &mut cells)?;
+        Ok(cells[0])
+    }
+
+    fn call_entry(&mut self, ptr: u32, len: u32) -> Result<i64> {
+        let mut cells = [ptr, len];
+        self.instance.call(self.entry, 2, &mut cells)?;
+        // An i64 result comes back in two cells, low word first.
+        Ok((u64::from(cells[0]) | (u64::from(cells[1]) << 32)) as i64)
+    }
+
+    fn memory_size(&mut self) -> usize {
+        self.instance.memory_size()
+    }
+
+    fn write(&mut self, offset: usize, bytes: &[u8]) -> Result<()> {
+        self.instance.write(offset, bytes)
+    }
+
+    fn read(&mut self, range: std::ops::Range<usize>) -> Result<Vec<u8>> {
+        self.instance.read(range)
+    }
+}
