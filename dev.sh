@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Entry point for a fresh machine: installs what is missing, then runs a
-# `just` recipe. The two commands of the README:
+# `just` recipe (rustup target, just, nextest, apt packages). The two
+# commands of the README:
 #   ./dev.sh demo   build, start the executor, /init an example action, /run it
 #   ./dev.sh test   the whole test suite (what CI runs)
 set -euo pipefail
@@ -19,8 +20,13 @@ if [ "${1:-}" = test ] && ! cargo nextest --version >/dev/null 2>&1; then
     echo "dev.sh: installing cargo-nextest" >&2
     cargo install cargo-nextest --locked
 fi
-if ! command -v curl >/dev/null 2>&1; then
-    echo "dev.sh: installing curl" >&2
-    apt-get update && apt-get install -y curl
+# curl for the demo; cmake and libclang-dev to build WAMR (ow-wamr).
+missing=()
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v cmake >/dev/null 2>&1 || missing+=(cmake)
+ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || missing+=(libclang-dev)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "dev.sh: installing ${missing[*]}" >&2
+    apt-get update && apt-get install -y "${missing[@]}"
 fi
 exec just "$@"

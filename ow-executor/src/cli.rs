@@ -18,7 +18,7 @@ pub struct Cli {
     pub port: u16,
 
     /// WebAssembly engine that runs the actions.
-    #[arg(long, env = "OW_ENGINE", value_enum, default_value_t = EngineKind::Wasmtime)]
+    #[arg(long, env = "OW_ENGINE", value_enum, default_value_t = EngineKind::ALL[0])]
     pub engine: EngineKind,
 
     /// Write the executor's own diagnostics to this file. Without it (and
@@ -71,17 +71,36 @@ pub struct Cli {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum EngineKind {
     /// wasmtime (Cranelift), pooling allocator.
+    #[cfg(feature = "wasmtime")]
     Wasmtime,
+    /// wasmer (Cranelift) with wasmer-wasix.
+    #[cfg(feature = "wasmer")]
+    Wasmer,
+    /// WAMR, fast interpreter.
+    #[cfg(feature = "wamr")]
+    Wamr,
 }
 
 impl EngineKind {
     /// Every engine compiled into this binary.
-    pub const ALL: &[EngineKind] = &[EngineKind::Wasmtime];
+    pub const ALL: &[EngineKind] = &[
+        #[cfg(feature = "wasmtime")]
+        EngineKind::Wasmtime,
+        #[cfg(feature = "wasmer")]
+        EngineKind::Wasmer,
+        #[cfg(feature = "wamr")]
+        EngineKind::Wamr,
+    ];
 
     /// The name used on the command line and in `OW_ENGINE`.
     pub fn name(self) -> &'static str {
         match self {
+            #[cfg(feature = "wasmtime")]
             EngineKind::Wasmtime => "wasmtime",
+            #[cfg(feature = "wasmer")]
+            EngineKind::Wasmer => "wasmer",
+            #[cfg(feature = "wamr")]
+            EngineKind::Wamr => "wamr",
         }
     }
 
@@ -139,7 +158,7 @@ mod tests {
     fn defaults_are_openwhisk_compatible() {
         let cli = Cli::try_parse_from(["ow-executor"]).unwrap();
         assert_eq!(cli.port, 8080);
-        assert_eq!(cli.engine, EngineKind::Wasmtime);
+        assert_eq!(cli.engine, EngineKind::ALL[0]);
         assert_eq!(cli.limits().max_memory_bytes, 256 << 20);
         assert_eq!(cli.limits().max_result_bytes, 1 << 20);
     }

@@ -81,6 +81,11 @@ impl Engines {
 
 fn create(kind: EngineKind, limits: Limits) -> ow_common::Result<Arc<dyn WasmRuntime>> {
     Ok(match kind {
+        #[cfg(feature = "wasmtime")]
         EngineKind::Wasmtime => Arc::new(ow_wasmtime::WasmtimeRuntime::new(limits)?),
+        #[cfg(feature = "wasmer")]
+        EngineKind::Wasmer => Arc::new(ow_wasmer::WasmerRuntime::new(limits)?),
+        #[cfg(feature = "wamr")]
+        EngineKind::Wamr => Arc::new(ow_wamr::WamrRuntime::new(limits)?),
     })
 }

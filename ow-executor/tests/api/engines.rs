@@ -6,7 +6,7 @@ use ow_test_modules as modules;
 use serde_json::json;
 
 /// The engines this test binary expects the executor to have.
-pub const ENGINES: &[&str] = &["wasmtime"];
+pub const ENGINES: &[&str] = &["wasmtime", "wasmer", "wamr"];
 
 #[test]
 fn engines_are_listed_with_versions() {
@@ -58,4 +58,46 @@ fn an_unknown_engine_is_a_clear_400() {
     );
     // The container is still free.
     app.init_ok(modules::ADD);
+}
+
+#[test]
+fn engines_trap_side_by_side_in_one_process() {
+    // Each engine handles its own faults (signal handlers chain): an
+    // out-of-bounds load on one engine must not confuse another.
+    let oob = sdk_wat("", "(drop (i32.load (i32.const 0x7ffffff0))) (i64.const 0)");
+    let app = spawn_app(ENGINES[0]);
+    for (i, engine) in ENGINES.iter().enumerate() {
+        let (status, body) = app.post(
+            &format!("/t{i}/init"),
+            &init_body(&oob, "main", json!({"OW_ENGINE": engine})),
+        );
+        assert_eq!(status, 200, "{engine}: {body}");
+        let (status, body) = app.post(
+            &format!("/a{i}/init"),
+            &init_body(modules::ADD, "main", json!({"OW_ENGINE": engine})),
+        );
+        assert_eq!(status, 200, "{engine}: {body}");
+    }
+    for round in 0..2 {
+        for (i, engine) in ENGINES.iter().enumerate() {
+            let (status, body) = app.post(&format!("/t{i}/run"), &json!({"value": {}}));
+            assert_eq!(status, 502, "{engine} round {round}: {body}");
+            assert!(
+                body["error"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("The action failed"),
+                "{engine}: {body}"
+            );
+            let (status, body) = app.post(
+                &format!("/a{i}/run"),
+                &json!({"value": {"param1": round, "param2": 1}}),
+            );
+            assert_eq!(
+                (status, body),
+                (200, json!({"result": round + 1})),
+                "{engine}"
+            );
+        }
+    }
 }

@@ -16,6 +16,8 @@ mod multi_action;
 macro_rules! engine_suite {
     ($($module:ident: [$($test:ident),* $(,)?]),* $(,)?) => {
         engine_suite!(@engine wasmtime; $($module: [$($test),*]),*);
+        engine_suite!(@engine wasmer; $($module: [$($test),*]),*);
+        engine_suite!(@engine wamr; $($module: [$($test),*]),*);
     };
     (@engine $engine:ident; $($module:ident: [$($test:ident),*]),*) => {
         mod $engine {
