@@ -19,6 +19,16 @@ const EXAMPLES: &[&str] = &[
     "add",
     "hash",
     "cmd_echo",
+    // Hostile actions.
+    "loop",
+    "membomb",
+    "stackbomb",
+    "trap",
+    "bigresult",
+    "logflood",
+    "exit_code",
+    "sleep",
+    "fsprobe",
 ];
 
 fn main() {

@@ -9,6 +9,7 @@ mod abi;
 mod compliance;
 mod engines;
 mod helpers;
+mod hostile;
 mod http;
 mod multi_action;
 
@@ -32,6 +33,17 @@ macro_rules! engine_suite {
 }
 
 engine_suite! {
+    hostile: [
+        infinite_loop_is_stopped_while_others_are_served,
+        memory_bomb_is_refused_at_the_cap,
+        stack_bomb_traps,
+        unreachable_traps,
+        oversized_result_is_refused,
+        log_flood_is_cut_with_a_notice,
+        exit_in_the_middle_is_an_action_error,
+        clock_sleep_works,
+        the_sandbox_shows_no_host_files_or_environment
+    ],
     compliance: [
         init_with_empty_code_fails,
         init_with_empty_object_fails_with_the_exact_message,

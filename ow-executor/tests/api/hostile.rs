@@ -1,0 +1,183 @@
+//! Hostile actions (the `ow-wasm-action` examples of that name): each gets a
+//! bounded time, the right JSON error, and the executor keeps serving.
+
+use crate::helpers::*;
+use ow_test_modules as modules;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn init_at(app: &TestApp, container: &str, wasm: &[u8]) {
+    let (status, body) = app.post(
+        &format!("/{container}/init"),
+        &init_body(wasm, "main", Value::Null),
+    );
+    assert_eq!(status, 200, "{container}: {body}");
+}
+
+fn run_at(app: &TestApp, container: &str, params: Value) -> (u16, Value) {
+    app.post(&format!("/{container}/run"), &json!({ "value": params }))
+}
+
+pub fn infinite_loop_is_stopped_while_others_are_served(engine: &str) {
+    let app = Arc::new(spawn_app_with(engine, &["--max-duration", "1500ms"], &[]));
+    init_at(&app, "loop", modules::LOOP);
+    init_at(&app, "echo", modules::ECHO);
+    let started = Instant::now();
+    let spinner = {
+        let app = Arc::clone(&app);
+        std::thread::spawn(move || run_at(&app, "loop", json!({})))
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    let clients: Vec<_> = (0..200)
+        .map(|i| {
+            let app = Arc::clone(&app);
+            std::thread::spawn(move || run_at(&app, "echo", json!({ "i": i })))
+        })
+        .collect();
+    for (i, client) in clients.into_iter().enumerate() {
+        assert_eq!(client.join().unwrap(), (200, json!({ "i": i })));
+    }
+    let (status, body) = spinner.join().unwrap();
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(
+        body["error"],
+        "The action exceeded its time limits of 1500 milliseconds."
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+pub fn memory_bomb_is_refused_at_the_cap(engine: &str) {
+    let app = spawn_app_with(engine, &["--max-memory-mb", "64"], &[]);
+    init_at(&app, "bomb", modules::MEMBOMB);
+    let (status, body) = run_at(&app, "bomb", json!({}));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["refused"], true, "{body}");
+    assert!(body["bytes"].as_u64().unwrap() <= 64 << 20, "{body}");
+    init_at(&app, "add", modules::ADD);
+    assert_eq!(
+        run_at(&app, "add", json!({"param1": 1, "param2": 1})),
+        (200, json!({"result": 2}))
+    );
+}
+
+pub fn stack_bomb_traps(engine: &str) {
+    let app = spawn_app(engine);
+    init_at(&app, "bomb", modules::STACKBOMB);
+    let (status, body) = run_at(&app, "bomb", json!({}));
+    assert_eq!(status, 502, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("The action failed"),
+        "{body}"
+    );
+    init_at(&app, "add", modules::ADD);
+    assert_eq!(
+        run_at(&app, "add", json!({"param1": 1, "param2": 1})),
+        (200, json!({"result": 2}))
+    );
+}
+
+pub fn unreachable_traps(engine: &str) {
+    let app = spawn_app(engine);
+    init_at(&app, "trap", modules::TRAP);
+    let (status, body) = run_at(&app, "trap", json!({}));
+    assert_eq!(status, 502, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("unreachable"),
+        "{body}"
+    );
+}
+
+pub fn oversized_result_is_refused(engine: &str) {
+    let app = spawn_app(engine);
+    init_at(&app, "big", modules::BIGRESULT);
+    let (status, body) = run_at(&app, "big", json!({}));
+    assert_eq!(status, 502, "{body}");
+    let error = body["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("The action produced a response that exceeded the allowed length:")
+            && error.ends_with("> 1048576 bytes."),
+        "{error}"
+    );
+}
+
+pub fn log_flood_is_cut_with_a_notice(engine: &str) {
+    let app = spawn_app_with(engine, &["--max-log-bytes", "100000"], &[]);
+    init_at(&app, "flood", modules::LOGFLOOD);
+    assert_eq!(
+        run_at(&app, "flood", json!({"mb": 20})),
+        (200, json!({"wrote_mb": 20}))
+    );
+    let streams = app.stop();
+    assert!(
+        streams.stdout.len() <= 100_000 + 2 + SENTINEL.len(),
+        "{}",
+        streams.stdout.len()
+    );
+    assert!(streams.stdout.ends_with(&format!("\n{SENTINEL}\n")));
+    assert!(
+        streams.stderr.contains("Logs were truncated"),
+        "{:?}",
+        streams.stderr
+    );
+    assert_eq!(streams.sentinels(), (1, 1));
+}
+
+pub fn exit_in_the_middle_is_an_action_error(engine: &str) {
+    let app = spawn_app(engine);
+    init_at(&app, "exit", modules::EXIT_CODE);
+    let (status, body) = run_at(&app, "exit", json!({}));
+    assert_eq!(
+        (status, body),
+        (502, json!({"error": "The action exited with code 3."}))
+    );
+    let streams = app.stop();
+    assert_eq!(streams.stderr, format!("exiting with 3\n{SENTINEL}\n"));
+}
+
+pub fn clock_sleep_works(engine: &str) {
+    let app = spawn_app(engine);
+    init_at(&app, "sleep", modules::SLEEP);
+    let started = Instant::now();
+    assert_eq!(
+        run_at(&app, "sleep", json!({"ms": 200})),
+        (200, json!({"slept_ms": 200}))
+    );
+    assert!(started.elapsed() >= Duration::from_millis(200));
+}
+
+pub fn the_sandbox_shows_no_host_files_or_environment(engine: &str) {
+    let app = spawn_app_with(engine, &[], &[("HOST_SECRET", "leak")]);
+    let (status, body) = app.post(
+        "/probe/init",
+        &init_body(modules::FSPROBE, "main", json!({"MINE": "ok"})),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = app.post("/probe/run", &json!({"value": {}, "activation_id": "a1"}));
+    assert_eq!(status, 200, "{body}");
+    assert!(body["passwd"]["error"].is_string(), "{body}");
+    let host_dirs = ["proc", "home", "root", "usr", "var", "sys"];
+    if let Some(entries) = body["root"]["entries"].as_array() {
+        assert!(
+            entries
+                .iter()
+                .all(|e| !host_dirs.contains(&e.as_str().unwrap())),
+            "{body}"
+        );
+    }
+    let mut env: Vec<&str> = body["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    env.sort();
+    assert_eq!(env, ["MINE", "__OW_ACTIVATION_ID"], "{body}");
+}
