@@ -53,6 +53,16 @@ pub struct Cli {
     #[arg(long, env = "OW_MAX_INSTANCES", default_value_t = 1000)]
     pub max_instances: u32,
 
+    /// Activations that may run at once; more wait up to --max-queue-wait
+    /// for a slot, then get 429 (never 503, which the invoker reads as
+    /// "container shutting down"). 0: as many as --max-instances.
+    #[arg(long, env = "OW_MAX_CONCURRENCY", default_value_t = 0)]
+    pub max_concurrency: usize,
+
+    /// How long a /run may wait for a free activation slot.
+    #[arg(long, env = "OW_MAX_QUEUE_WAIT", default_value = "2s", value_parser = parse_duration)]
+    pub max_queue_wait: Duration,
+
     /// Largest /init body, in bytes (base64 code of up to 48 MB).
     #[arg(long, env = "OW_MAX_INIT_BYTES", default_value_t = 64 << 20)]
     pub max_init_bytes: usize,

@@ -35,6 +35,9 @@ pub enum ApiError {
     /// Known path, wrong method.
     #[error("Method {0} is not allowed here.")]
     MethodNotAllowed(String),
+    /// Every activation slot stayed busy for the whole queue wait.
+    #[error("Too many concurrent activations: all {0} slots stayed busy; retry later.")]
+    Busy(usize),
     /// A bug or a failed host resource; details go to the log only.
     #[error("Internal error: the executor could not complete the request.")]
     Internal(String),
@@ -50,7 +53,7 @@ impl ResponseError for ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Load(_) => StatusCode::BAD_GATEWAY,
-            ApiError::Action(E::Resources(_)) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Action(E::Resources(_)) | ApiError::Busy(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Action(_) => StatusCode::BAD_GATEWAY,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,

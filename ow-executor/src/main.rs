@@ -27,6 +27,11 @@ fn main() -> anyhow::Result<()> {
         max_run_bytes: cli.max_run_bytes,
         http_workers: cli.http_workers,
         max_wasm_threads: cli.max_instances as usize,
+        max_concurrency: match cli.max_concurrency {
+            0 => cli.max_instances as usize,
+            n => n,
+        },
+        max_queue_wait: cli.max_queue_wait,
         max_log_bytes: cli.max_log_bytes,
     };
     let state =

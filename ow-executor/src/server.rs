@@ -34,6 +34,10 @@ pub struct ServerSettings {
     pub max_wasm_threads: usize,
     /// Log bytes kept per stream and activation (for the truncation notice).
     pub max_log_bytes: usize,
+    /// Activations that may run at once.
+    pub max_concurrency: usize,
+    /// How long a /run waits for a slot before 429.
+    pub max_queue_wait: std::time::Duration,
 }
 
 /// What the handlers share.
@@ -44,7 +48,9 @@ pub struct AppState {
     api_host: Option<String>,
     settings: ServerSettings,
     /// Runs compilation and activations, off the HTTP workers.
-    wasm_pool: tokio::runtime::Runtime,
+    wasm_pool: WasmPool,
+    /// One permit per activation that may run at once.
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// One action slot: standard mode has one, multi-action mode one per id.
@@ -69,11 +75,13 @@ impl AppState {
             .thread_stack_size(8 << 20)
             .enable_all()
             .build()?;
+        let wasm_pool = WasmPool::new(wasm_pool);
         Ok(Self {
             engines,
             containers: Mutex::new(HashMap::new()),
             logs: LogSink::default(),
             api_host: std::env::var("__OW_API_HOST").ok(),
+            slots: Arc::new(tokio::sync::Semaphore::new(settings.max_concurrency.max(1))),
             settings,
             wasm_pool,
         })
@@ -90,9 +98,39 @@ impl AppState {
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, ApiError> {
         self.wasm_pool
+            .handle()
             .spawn_blocking(f)
             .await
             .map_err(|e| ApiError::Internal(format!("wasm task failed: {e}")))
+    }
+}
+
+/// The runtime whose blocking pool runs wasm. It is dropped with the
+/// server's state, possibly on an async worker, where a blocking shutdown
+/// would panic: it shuts down in the background instead.
+struct WasmPool {
+    handle: tokio::runtime::Handle,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl WasmPool {
+    fn new(runtime: tokio::runtime::Runtime) -> Self {
+        Self {
+            handle: runtime.handle().clone(),
+            runtime: Some(runtime),
+        }
+    }
+
+    fn handle(&self) -> &tokio::runtime::Handle {
+        &self.handle
+    }
+}
+
+impl Drop for WasmPool {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
     }
 }
 
@@ -287,6 +325,13 @@ async fn run(state: Data<AppState>, id: &str, body: Payload) -> Result<HttpRespo
     };
     let req: RunRequest = read_json(body, state.settings.max_run_bytes).await?;
     let ctx = req.into_context(state.api_host.clone());
+    let slot = tokio::time::timeout(
+        state.settings.max_queue_wait,
+        Arc::clone(&state.slots).acquire_owned(),
+    )
+    .await
+    .map_err(|_| ApiError::Busy(state.settings.max_concurrency))?
+    .map_err(|e| ApiError::Internal(format!("activation slots closed: {e}")))?;
     let log_state = Data::clone(&state);
     let result = state
         .blocking(move || {
@@ -305,6 +350,7 @@ async fn run(state: Data<AppState>, id: &str, body: Payload) -> Result<HttpRespo
                 )
             });
             log_state.logs.activation(&output.stdout, &output.stderr, notice.as_deref());
+            drop(slot);
             output.result
         })
         .await?;

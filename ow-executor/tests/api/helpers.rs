@@ -183,6 +183,24 @@ impl TestApp {
         self.post("/run", &json!({ "value": value }))
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Wait (at most `timeout`) for the process to exit by itself; returns
+    /// its exit code and everything it wrote.
+    pub fn wait_exit(mut self, timeout: Duration) -> (Option<i32>, Streams) {
+        let deadline = Instant::now() + timeout;
+        let code = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status.code();
+            }
+            assert!(Instant::now() < deadline, "ow-executor did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        (code, self.stop())
+    }
+
     /// Stop the process and return everything it wrote.
     pub fn stop(mut self) -> Streams {
         let _ = self.child.kill();

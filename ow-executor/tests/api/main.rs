@@ -11,6 +11,7 @@ mod engines;
 mod helpers;
 mod hostile;
 mod http;
+mod limits;
 mod multi_action;
 
 /// Generate `mod <engine> { mod <module> { #[test] fn <test>() } }` for each engine.
