@@ -16,8 +16,21 @@ pub const DEFAULT_MAIN: &str = "main";
 #[derive(Debug, Default, Deserialize)]
 pub struct InitRequest {
     /// The action; `None` for `{}` or `{"value": null}`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object_or_null")]
     pub value: Option<InitValue>,
+}
+
+/// Read `T` only from a JSON object (or `null`): serde's derived structs
+/// would also accept an array, which the protocol never sends.
+fn object_or_null<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    use serde::de::Error as _;
+    Option::<Map<String, Value>>::deserialize(deserializer)?
+        .map(|fields| serde_json::from_value(Value::Object(fields)).map_err(D::Error::custom))
+        .transpose()
 }
 
 /// The `value` of an /init request.
@@ -153,6 +166,18 @@ mod tests {
                 ("C".into(), "3".into())
             ]
             .into()
+        );
+    }
+
+    #[test]
+    fn init_value_must_be_an_object() {
+        assert!(serde_json::from_str::<InitRequest>(r#"{"value":[]}"#).is_err());
+        assert!(serde_json::from_str::<InitRequest>(r#"{"value":"code"}"#).is_err());
+        assert!(
+            serde_json::from_str::<InitRequest>(r#"{"value":null}"#)
+                .unwrap()
+                .value
+                .is_none()
         );
     }
 

@@ -80,6 +80,17 @@ fn wasm_from_zip(bytes: &[u8]) -> Result<Vec<u8>, ApiError> {
             archive.len()
         )));
     }
+    // The archive is never extracted, but a name that climbs out of it or is
+    // absolute marks a hostile or broken upload: refuse it outright.
+    if let Some(name) = archive
+        .file_names()
+        .filter_map(Result::ok)
+        .find(|n| !is_safe_name(n))
+    {
+        return Err(ApiError::Load(format!(
+            "The zip archive has an unsafe entry name: {name:?}."
+        )));
+    }
     let wasm_names: Vec<String> = archive
         .file_names()
         // Names that are not valid text cannot be the action's module.
@@ -120,6 +131,14 @@ fn wasm_from_zip(bytes: &[u8]) -> Result<Vec<u8>, ApiError> {
         )));
     }
     Ok(wasm)
+}
+
+/// A relative path without `..` components, as `zip`'s `enclosed_name`
+/// would accept it (also refusing Windows drive and backslash forms).
+fn is_safe_name(name: &str) -> bool {
+    !name.starts_with(['/', '\\'])
+        && !name.contains(':')
+        && name.split(['/', '\\']).all(|part| part != "..")
 }
 
 fn too_big(name: &str) -> ApiError {
@@ -199,6 +218,19 @@ mod tests {
             decode(&b64(&not_wasm), true),
             Err(ApiError::Load(_))
         ));
+        for name in [
+            "../a.wasm",
+            "x/../../a.wasm",
+            "/etc/a.wasm",
+            "C:\\a.wasm",
+            "..\\a.wasm",
+        ] {
+            let evil = zip_of(&[(name, MODULE)]);
+            assert!(
+                matches!(decode(&b64(&evil), true), Err(ApiError::Load(m)) if m.contains("unsafe")),
+                "{name}"
+            );
+        }
         let mut truncated = zip_of(&[("a.wasm", MODULE)]);
         truncated.truncate(truncated.len() / 2);
         assert!(matches!(

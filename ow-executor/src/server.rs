@@ -242,8 +242,15 @@ async fn read_json<T: DeserializeOwned + Default>(
         Ok(Err(e)) => return Err(ApiError::BadRequest(format!("cannot read the body: {e}"))),
         Err(_) => return Err(ApiError::TooLarge(limit)),
     };
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => return Ok(T::default()),
+        Some(b'{') => {}
+        // serde would read a struct from an array too: the protocol's bodies are objects.
+        Some(_) => {
+            return Err(ApiError::BadRequest(
+                "the body must be a JSON object".into(),
+            ));
+        }
     }
     serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest(e.to_string()))
 }

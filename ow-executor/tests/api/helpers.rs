@@ -151,6 +151,25 @@ impl TestApp {
         self.post_raw(path, &serde_json::to_vec(body).unwrap())
     }
 
+    /// A bodiless request with any method.
+    pub fn request(&self, method: &str, path: &str) -> (u16, Value) {
+        let url = format!("{}{path}", self.base);
+        let mut resp = match method {
+            "GET" => self.agent.get(&url).call(),
+            "DELETE" => self.agent.delete(&url).call(),
+            "PUT" => self.agent.put(&url).send_empty(),
+            other => panic!("unsupported method {other}"),
+        }
+        .unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().unwrap();
+        (
+            status,
+            serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("{method} {path}: {text:?}: {e}")),
+        )
+    }
+
     pub fn get(&self, path: &str) -> (u16, Value) {
         let mut resp = self
             .agent

@@ -7,6 +7,7 @@
 
 mod abi;
 mod compliance;
+mod corpus;
 mod engines;
 mod helpers;
 mod hostile;
