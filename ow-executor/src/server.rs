@@ -13,10 +13,15 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use std::collections::HashMap;
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The container id of standard mode (`POST /init`, `POST /run`).
 const STANDARD: &str = "";
+
+/// How long past an activation's time limit the executor waits for the
+/// engine to stop it before answering anyway.
+const DEADLINE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The /init `env` key that picks the engine for one action.
 pub const ENGINE_ENV_KEY: &str = "OW_ENGINE";
@@ -38,6 +43,8 @@ pub struct ServerSettings {
     pub max_concurrency: usize,
     /// How long a /run waits for a slot before 429.
     pub max_queue_wait: std::time::Duration,
+    /// Longest an activation may run, whatever its deadline.
+    pub max_duration: std::time::Duration,
 }
 
 /// What the handlers share.
@@ -339,17 +346,21 @@ async fn run(state: Data<AppState>, id: &str, body: Payload) -> Result<HttpRespo
     .await
     .map_err(|_| ApiError::Busy(state.settings.max_concurrency))?
     .map_err(|e| ApiError::Internal(format!("activation slots closed: {e}")))?;
-    let log_state = Data::clone(&state);
-    let result = state
-        .blocking(move || {
-            let output = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| action.run(&ctx)))
-                .unwrap_or_else(|_| ActivationOutput {
-                    result: Err(ActionError::Trap("the engine failed unexpectedly".into())),
-                    stdout: Vec::new(),
-                    stderr: Vec::new(),
-                    logs_truncated: false,
-                });
-            // Logs and sentinels are written before the response is sent.
+    let time_limit = ctx.time_limit(state.settings.max_duration);
+    // Whoever claims the activation writes its logs and sentinels: the
+    // activation when it ends, or the deadline guard below if it does not.
+    let claimed = Arc::new(AtomicBool::new(false));
+    let (log_state, job_claimed) = (Data::clone(&state), Arc::clone(&claimed));
+    let mut job = state.wasm_pool.handle().spawn_blocking(move || {
+        let output = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| action.run(&ctx)))
+            .unwrap_or_else(|_| ActivationOutput {
+                result: Err(ActionError::Trap("the engine failed unexpectedly".into())),
+                stdout: Vec::new(),
+                stderr: Vec::new(),
+                logs_truncated: false,
+            });
+        // Logs and sentinels are written before the response is sent.
+        if !job_claimed.swap(true, Ordering::SeqCst) {
             let notice = output.logs_truncated.then(|| {
                 format!(
                     "Logs were truncated because the total bytes size exceeds the limit of {} bytes.",
@@ -357,10 +368,27 @@ async fn run(state: Data<AppState>, id: &str, body: Payload) -> Result<HttpRespo
                 )
             });
             log_state.logs.activation(&output.stdout, &output.stderr, notice.as_deref());
-            drop(slot);
-            output.result
-        })
-        .await?;
+        }
+        drop(slot);
+        output.result
+    });
+    let joined = match tokio::time::timeout(time_limit + DEADLINE_GRACE, &mut job).await {
+        Ok(joined) => joined,
+        // The engines interrupt running wasm at the limit; a guest blocked in
+        // a host call (a long WASI sleep) may not notice. Answer now; the
+        // thread's late output is dropped and its slot comes back when it ends.
+        Err(_) if !claimed.swap(true, Ordering::SeqCst) => {
+            let notice = "The activation was abandoned at its time limit; its logs are lost.";
+            state.logs.activation(b"", b"", Some(notice));
+            tracing::warn!(?time_limit, "activation abandoned after its time limit");
+            return Err(ApiError::Action(ActionError::Timeout(
+                time_limit.as_millis() as u64,
+            )));
+        }
+        // It ended just now and is writing its logs: take its answer.
+        Err(_) => job.await,
+    };
+    let result = joined.map_err(|e| ApiError::Internal(format!("wasm task failed: {e}")))?;
     match result {
         Ok(value) => Ok(HttpResponse::Ok().json(value)),
         Err(e) => Err(ApiError::Action(e)),

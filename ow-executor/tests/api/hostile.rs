@@ -181,3 +181,31 @@ pub fn the_sandbox_shows_no_host_files_or_environment(engine: &str) {
     env.sort();
     assert_eq!(env, ["MINE", "__OW_ACTIVATION_ID"], "{body}");
 }
+
+pub fn a_sleep_past_the_time_limit_is_answered_in_time(engine: &str) {
+    let app = spawn_app_with(engine, &["--max-duration", "500ms"], &[]);
+    init_at(&app, "sleep", modules::SLEEP);
+    let started = Instant::now();
+    let (status, body) = run_at(&app, "sleep", json!({"ms": 2500}));
+    assert_eq!(
+        (status, body),
+        (
+            502,
+            json!({"error": "The action exceeded its time limits of 500 milliseconds."})
+        )
+    );
+    // The engine stops it, or the executor answers one grace second later.
+    assert!(
+        started.elapsed() < Duration::from_millis(2200),
+        "{:?}",
+        started.elapsed()
+    );
+    // Whatever the sleeping thread does later, the activation has one sentinel per stream.
+    std::thread::sleep(Duration::from_millis(2500));
+    init_at(&app, "add", modules::ADD);
+    assert_eq!(
+        run_at(&app, "add", json!({"param1": 1, "param2": 1})),
+        (200, json!({"result": 2}))
+    );
+    assert_eq!(app.stop().sentinels(), (2, 2));
+}

@@ -14,6 +14,7 @@ mod hostile;
 mod http;
 mod limits;
 mod multi_action;
+mod stress;
 
 /// Generate `mod <engine> { mod <module> { #[test] fn <test>() } }` for each engine.
 macro_rules! engine_suite {
@@ -35,6 +36,9 @@ macro_rules! engine_suite {
 }
 
 engine_suite! {
+    stress: [
+        a_thousand_activations_across_ten_actions
+    ],
     hostile: [
         infinite_loop_is_stopped_while_others_are_served,
         memory_bomb_is_refused_at_the_cap,
@@ -44,7 +48,8 @@ engine_suite! {
         log_flood_is_cut_with_a_notice,
         exit_in_the_middle_is_an_action_error,
         clock_sleep_works,
-        the_sandbox_shows_no_host_files_or_environment
+        the_sandbox_shows_no_host_files_or_environment,
+        a_sleep_past_the_time_limit_is_answered_in_time
     ],
     compliance: [
         init_with_empty_code_fails,
