@@ -46,6 +46,20 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// These limits, none above `max`'s: an action may ask for less than
+    /// the operator allows, never more.
+    pub fn within(&self, max: &Limits) -> Limits {
+        Limits {
+            max_memory_bytes: self.max_memory_bytes.min(max.max_memory_bytes),
+            max_duration: self.max_duration.min(max.max_duration),
+            max_result_bytes: self.max_result_bytes.min(max.max_result_bytes),
+            max_log_bytes: self.max_log_bytes.min(max.max_log_bytes),
+            max_instances: self.max_instances.min(max.max_instances),
+        }
+    }
+}
+
 /// What /init says about the action, besides its bytes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ActionSpec {
@@ -55,6 +69,8 @@ pub struct ActionSpec {
     pub entry: String,
     /// The init-time environment, visible from the first instruction.
     pub env: BTreeMap<String, String>,
+    /// The action's own limits; engines apply them within their own.
+    pub limits: Limits,
 }
 
 /// An engine, process-wide.
@@ -95,4 +111,27 @@ pub struct ActivationOutput {
     pub stderr: Vec<u8>,
     /// True when either stream went past [`Limits::max_log_bytes`] and was cut.
     pub logs_truncated: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_action_never_gets_more_than_the_operator_allows() {
+        let operator = Limits {
+            max_memory_bytes: 64 << 20,
+            max_duration: Duration::from_secs(10),
+            ..Limits::default()
+        };
+        let asked = Limits {
+            max_memory_bytes: 1 << 30,
+            max_duration: Duration::from_secs(2),
+            ..Limits::default()
+        };
+        let got = asked.within(&operator);
+        assert_eq!(got.max_memory_bytes, 64 << 20);
+        assert_eq!(got.max_duration, Duration::from_secs(2));
+        assert_eq!(got.max_result_bytes, 1 << 20);
+    }
 }

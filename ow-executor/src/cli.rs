@@ -2,6 +2,7 @@
 
 use clap::{Parser, ValueEnum};
 use ow_common::Limits;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -145,6 +146,37 @@ impl Cli {
     }
 }
 
+/// The limits of one action: the operator's, lowered by the /init `env` keys
+/// `OW_MAX_MEMORY_MB`, `OW_MAX_DURATION`, `OW_MAX_RESULT_BYTES` and
+/// `OW_MAX_LOG_BYTES` (the executor's own variable names). An action can
+/// only lower a limit; asking for more gets the operator's value.
+///
+/// # Errors
+/// A value that does not parse, naming the key.
+pub fn action_limits(operator: &Limits, env: &BTreeMap<String, String>) -> Result<Limits, String> {
+    fn get<T>(
+        env: &BTreeMap<String, String>,
+        key: &str,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, String> {
+        env.get(key)
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| parse(v.trim()).map_err(|e| format!("invalid {key} {v:?}: {e}")))
+            .transpose()
+    }
+    let number = |v: &str| v.parse::<usize>().map_err(|e| e.to_string());
+    let asked = Limits {
+        max_memory_bytes: get(env, "OW_MAX_MEMORY_MB", number)?
+            .map_or(operator.max_memory_bytes, |mb| mb.saturating_mul(1 << 20)),
+        max_duration: get(env, "OW_MAX_DURATION", parse_duration)?.unwrap_or(operator.max_duration),
+        max_result_bytes: get(env, "OW_MAX_RESULT_BYTES", number)?
+            .unwrap_or(operator.max_result_bytes),
+        max_log_bytes: get(env, "OW_MAX_LOG_BYTES", number)?.unwrap_or(operator.max_log_bytes),
+        max_instances: operator.max_instances,
+    };
+    Ok(asked.within(operator))
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     if let Ok(ms) = s.parse::<u64>() {
@@ -162,6 +194,29 @@ mod tests {
         assert_eq!(parse_duration("1500").unwrap(), Duration::from_millis(1500));
         assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
         assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn actions_may_lower_limits_but_not_raise_them() {
+        let operator = Limits::default();
+        let env: BTreeMap<String, String> = [
+            ("OW_MAX_MEMORY_MB".to_owned(), "64".to_owned()),
+            ("OW_MAX_DURATION".to_owned(), "10m".to_owned()),
+            ("OW_MAX_LOG_BYTES".to_owned(), "1000".to_owned()),
+        ]
+        .into();
+        let limits = action_limits(&operator, &env).unwrap();
+        assert_eq!(limits.max_memory_bytes, 64 << 20);
+        assert_eq!(limits.max_duration, operator.max_duration);
+        assert_eq!(limits.max_log_bytes, 1000);
+        assert_eq!(limits.max_result_bytes, operator.max_result_bytes);
+        let bad: BTreeMap<String, String> =
+            [("OW_MAX_MEMORY_MB".to_owned(), "lots".to_owned())].into();
+        assert!(
+            action_limits(&operator, &bad)
+                .unwrap_err()
+                .contains("OW_MAX_MEMORY_MB")
+        );
     }
 
     #[test]

@@ -44,6 +44,11 @@ impl Engines {
         Ok(engines)
     }
 
+    /// The operator's limits, the most any action gets.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
     /// The engine actions run on unless they ask for another.
     pub fn default_kind(&self) -> EngineKind {
         self.default

@@ -32,7 +32,6 @@ fn main() -> anyhow::Result<()> {
             n => n,
         },
         max_queue_wait: cli.max_queue_wait,
-        max_duration: cli.max_duration,
         max_log_bytes: cli.max_log_bytes,
     };
     let state =

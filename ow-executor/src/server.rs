@@ -43,8 +43,6 @@ pub struct ServerSettings {
     pub max_concurrency: usize,
     /// How long a /run waits for a slot before 429.
     pub max_queue_wait: std::time::Duration,
-    /// Longest an activation may run, whatever its deadline.
-    pub max_duration: std::time::Duration,
 }
 
 /// What the handlers share.
@@ -65,8 +63,8 @@ pub struct AppState {
 enum Container {
     /// /init is compiling it; a second /init is refused, /run waits for nothing.
     Initializing,
-    /// Ready to run.
-    Ready(Arc<dyn PreparedAction>),
+    /// Ready to run, with its own time limit.
+    Ready(Arc<dyn PreparedAction>, std::time::Duration),
 }
 
 impl AppState {
@@ -286,8 +284,8 @@ async fn init(state: Data<AppState>, id: String, body: Payload) -> Result<HttpRe
     let result = prepare(&state, req).await;
     let mut containers = state.containers();
     match result {
-        Ok(action) => {
-            containers.insert(id, Container::Ready(action));
+        Ok((action, max_duration)) => {
+            containers.insert(id, Container::Ready(action, max_duration));
             Ok(HttpResponse::Ok().json(json!({ "ok": true })))
         }
         Err(e) => {
@@ -301,12 +299,17 @@ async fn init(state: Data<AppState>, id: String, body: Payload) -> Result<HttpRe
 async fn prepare(
     state: &Data<AppState>,
     req: InitRequest,
-) -> Result<Arc<dyn PreparedAction>, ApiError> {
+) -> Result<(Arc<dyn PreparedAction>, std::time::Duration), ApiError> {
     let value = req.value.unwrap_or_default();
+    let env = value.env_strings();
+    let limits =
+        crate::cli::action_limits(state.engines.limits(), &env).map_err(ApiError::BadRequest)?;
+    let max_duration = limits.max_duration;
     let spec = ActionSpec {
         name: value.name.clone(),
         entry: value.entry().to_owned(),
-        env: value.env_strings(),
+        env,
+        limits,
     };
     let runtime = match spec.env.get(ENGINE_ENV_KEY) {
         Some(name) if !name.trim().is_empty() => state.engines.by_name(name),
@@ -329,12 +332,12 @@ async fn prepare(
         })
         .await??;
     tracing::info!(engine, abi = %prepared.abi(), elapsed = ?started.elapsed(), "initialized");
-    Ok(prepared)
+    Ok((prepared, max_duration))
 }
 
 async fn run(state: Data<AppState>, id: &str, body: Payload) -> Result<HttpResponse, ApiError> {
-    let action = match state.containers().get(id) {
-        Some(Container::Ready(action)) => Arc::clone(action),
+    let (action, max_duration) = match state.containers().get(id) {
+        Some(Container::Ready(action, max_duration)) => (Arc::clone(action), *max_duration),
         Some(Container::Initializing) | None => return Err(ApiError::NotInitialized),
     };
     let req: RunRequest = read_json(body, state.settings.max_run_bytes).await?;
@@ -346,7 +349,7 @@ async fn run(state: Data<AppState>, id: &str, body: Payload) -> Result<HttpRespo
     .await
     .map_err(|_| ApiError::Busy(state.settings.max_concurrency))?
     .map_err(|e| ApiError::Internal(format!("activation slots closed: {e}")))?;
-    let time_limit = ctx.time_limit(state.settings.max_duration);
+    let time_limit = ctx.time_limit(max_duration);
     // Whoever claims the activation writes its logs and sentinels: the
     // activation when it ends, or the deadline guard below if it does not.
     let claimed = Arc::new(AtomicBool::new(false));

@@ -54,6 +54,7 @@ impl WasmRuntime for WamrRuntime {
         let abi = abi::classify(&|name| module.export_kind(name), &spec.entry)?;
         let entry = CString::new(spec.entry.as_str())
             .map_err(|_| Error::InvalidModule("the entry point name contains NUL".into()))?;
+        let limits = spec.limits.within(&self.limits);
         Ok(Arc::new(WamrAction {
             has_initialize: module.export_kind(abi::EXPORT_INITIALIZE).is_some(),
             uses_wasi: module.imports_wasi(),
@@ -62,7 +63,7 @@ impl WasmRuntime for WamrRuntime {
             entry,
             argv0: spec.name.clone().unwrap_or_else(|| "action".to_owned()),
             spec,
-            limits: self.limits.clone(),
+            limits,
         }))
     }
 }

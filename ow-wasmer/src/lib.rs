@@ -55,12 +55,7 @@ impl WasmerRuntime {
     /// [`Error::Resources`] when the runtime's threads cannot start.
     pub fn new(limits: Limits) -> Result<Self> {
         let resources = |e: std::io::Error| Error::Resources(format!("cannot start wasmer: {e}"));
-        let mut engine: Engine = Cranelift::default().into();
-        let pages = (limits.max_memory_bytes / wasmer::WASM_PAGE_SIZE).min(65_536) as u32;
-        engine.set_tunables(tunables::CappedTunables {
-            base: BaseTunables::new(),
-            max: Pages(pages),
-        });
+        let engine = capped(&Cranelift::default().into(), limits.max_memory_bytes);
         // wasix runs its timers (guest sleeps, poll timeouts) on tokio: a
         // runtime of its own, driven by one worker thread.
         let tokio = tokio::runtime::Builder::new_multi_thread()
@@ -84,6 +79,18 @@ impl WasmerRuntime {
             limits,
         })
     }
+}
+
+/// `engine` (sharing its compiler and code) with linear memories capped at
+/// `max_memory_bytes`.
+fn capped(engine: &Engine, max_memory_bytes: usize) -> Engine {
+    let mut engine = engine.clone();
+    let pages = (max_memory_bytes / wasmer::WASM_PAGE_SIZE).min(65_536) as u32;
+    engine.set_tunables(tunables::CappedTunables {
+        base: BaseTunables::new(),
+        max: Pages(pages),
+    });
+    engine
 }
 
 impl Drop for WasmerRuntime {
@@ -110,8 +117,14 @@ impl WasmRuntime for WasmerRuntime {
     }
 
     fn prepare(&self, wasm: &[u8], spec: ActionSpec) -> Result<Arc<dyn PreparedAction>> {
-        let module =
-            Module::new(&self.engine, wasm).map_err(|e| Error::InvalidModule(e.to_string()))?;
+        let limits = spec.limits.within(&self.limits);
+        // The memory cap lives in the engine's tunables: an action with a
+        // lower cap gets a capped clone of the engine.
+        let engine = match limits.max_memory_bytes == self.limits.max_memory_bytes {
+            true => self.engine.clone(),
+            false => capped(&self.engine, limits.max_memory_bytes),
+        };
+        let module = Module::new(&engine, wasm).map_err(|e| Error::InvalidModule(e.to_string()))?;
         // Anything but WASI would fail at instantiation: say so at /init.
         if let Some(import) = module
             .imports()
@@ -133,11 +146,11 @@ impl WasmRuntime for WasmerRuntime {
             module,
             abi,
             spec,
-            engine: self.engine.clone(),
+            engine,
             wasi: Arc::clone(&self.wasi),
             tokio: self.tokio.handle().clone(),
             watchdog: self.watchdog.clone_handle(),
-            limits: self.limits.clone(),
+            limits,
         }))
     }
 }

@@ -120,13 +120,14 @@ impl WasmRuntime for WasmtimeRuntime {
             .map_err(|e| Error::InvalidModule(format!("{e:#}")))?;
         let has_initialize = func_type(&module, abi::EXPORT_INITIALIZE).is_some();
         tracing::debug!(%abi, entry = %spec.entry, "prepared action");
+        let limits = spec.limits.within(&self.limits);
         Ok(Arc::new(WasmtimeAction {
             pre,
             abi,
             has_initialize,
             argv0: spec.name.clone().unwrap_or_else(|| "action".to_owned()),
             spec,
-            limits: self.limits.clone(),
+            limits,
         }))
     }
 }

@@ -209,3 +209,45 @@ pub fn a_sleep_past_the_time_limit_is_answered_in_time(engine: &str) {
     );
     assert_eq!(app.stop().sentinels(), (2, 2));
 }
+
+pub fn an_action_may_lower_its_own_limits(engine: &str) {
+    let app = spawn_app(engine);
+    let (status, body) = app.post(
+        "/bomb/init",
+        &init_body(modules::MEMBOMB, "main", json!({"OW_MAX_MEMORY_MB": "32"})),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = run_at(&app, "bomb", json!({}));
+    assert_eq!(status, 200, "{body}");
+    assert!(body["bytes"].as_u64().unwrap() <= 32 << 20, "{body}");
+    let (status, body) = app.post(
+        "/loop/init",
+        &init_body(modules::LOOP, "main", json!({"OW_MAX_DURATION": "300ms"})),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        run_at(&app, "loop", json!({})),
+        (
+            502,
+            json!({"error": "The action exceeded its time limits of 300 milliseconds."})
+        )
+    );
+    // Asking for more than the operator allows gets the operator's limit.
+    let app = spawn_app_with(engine, &["--max-memory-mb", "16"], &[]);
+    let (status, body) = app.post(
+        "/bomb/init",
+        &init_body(
+            modules::MEMBOMB,
+            "main",
+            json!({"OW_MAX_MEMORY_MB": "4096"}),
+        ),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (_, body) = run_at(&app, "bomb", json!({}));
+    assert!(body["bytes"].as_u64().unwrap() <= 16 << 20, "{body}");
+    let (status, body) = app.post(
+        "/bad/init",
+        &init_body(modules::ADD, "main", json!({"OW_MAX_DURATION": "soon"})),
+    );
+    assert_eq!(status, 400, "{body}");
+}

@@ -49,7 +49,8 @@ engine_suite! {
         exit_in_the_middle_is_an_action_error,
         clock_sleep_works,
         the_sandbox_shows_no_host_files_or_environment,
-        a_sleep_past_the_time_limit_is_answered_in_time
+        a_sleep_past_the_time_limit_is_answered_in_time,
+        an_action_may_lower_its_own_limits
     ],
     compliance: [
         init_with_empty_code_fails,
