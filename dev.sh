@@ -20,6 +20,16 @@ if [ "${1:-}" = test ] && ! cargo nextest --version >/dev/null 2>&1; then
     echo "dev.sh: installing cargo-nextest" >&2
     cargo install cargo-nextest --locked
 fi
+if [ "${1:-}" = test ] || [ "${1:-}" = fuzz ]; then
+    if ! rustup toolchain list | grep -q '^nightly'; then
+        echo "dev.sh: installing the nightly toolchain (for cargo-fuzz)" >&2
+        rustup toolchain install nightly --profile minimal
+    fi
+    if ! cargo fuzz --version >/dev/null 2>&1; then
+        echo "dev.sh: installing cargo-fuzz (about 2 minutes)" >&2
+        cargo install cargo-fuzz --locked
+    fi
+fi
 # curl for the demo; cmake and libclang-dev to build WAMR (ow-wamr).
 missing=()
 command -v curl >/dev/null 2>&1 || missing+=(curl)

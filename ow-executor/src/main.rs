@@ -4,7 +4,6 @@
 //! action ABI.
 
 mod cli;
-mod code;
 mod engines;
 mod error;
 mod logs;

@@ -1,6 +1,5 @@
 //! The HTTP side: routes, handlers and the executor's state.
 
-use crate::code;
 use crate::engines::Engines;
 use crate::error::ApiError;
 use crate::logs::LogSink;
@@ -325,7 +324,10 @@ async fn prepare(
     let started = std::time::Instant::now();
     let prepared = state
         .blocking(move || {
-            let wasm = code::decode(&code, binary)?;
+            let wasm = ow_artifact::decode(&code, binary).map_err(|e| match e {
+                ow_artifact::ArtifactError::BadBase64(_) => ApiError::BadRequest(e.to_string()),
+                ow_artifact::ArtifactError::Load(_) => ApiError::Load(e.to_string()),
+            })?;
             runtime
                 .prepare(&wasm, spec)
                 .map_err(|e| ApiError::Load(e.to_string()))

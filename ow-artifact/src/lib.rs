@@ -1,11 +1,5 @@
-//! Turning /init's `code` into WebAssembly bytes.
-//!
-//! Accepted: base64 of a raw `.wasm` module, or of a zip archive holding one
-//! `.wasm` file (or several, one of them named `action.wasm`). Zips are read
-//! in memory, never extracted, with bounds on entry count and size so that a
-//! zip bomb costs nothing.
+#![doc = include_str!("../README.md")]
 
-use crate::error::ApiError;
 use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use std::io::{Cursor, Read};
@@ -18,6 +12,18 @@ pub const MAX_MODULE_BYTES: u64 = 48 * 1024 * 1024;
 pub const MAX_ZIP_ENTRIES: usize = 1024;
 /// The name that wins when a zip holds several `.wasm` files.
 pub const PREFERRED_ENTRY: &str = "action.wasm";
+
+/// Why the code cannot be used. The executor answers [`ArtifactError::BadBase64`]
+/// with 400 and [`ArtifactError::Load`] with 502.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ArtifactError {
+    /// `binary` was true but the code is not base64.
+    #[error("the code is not valid base64: {0}")]
+    BadBase64(String),
+    /// Text code, a bad zip, or bytes that are not a module.
+    #[error("{0}")]
+    Load(String),
+}
 
 /// Standard alphabet, padding optional: uploads come from many encoders.
 const BASE64: GeneralPurpose = GeneralPurpose::new(
@@ -33,16 +39,14 @@ const BASE64: GeneralPurpose = GeneralPurpose::new(
 /// text source, which this runtime cannot run.
 ///
 /// # Errors
-/// [`ApiError::BadRequest`] for bad base64 with `binary: true`,
-/// [`ApiError::Load`] for text code, a bad zip, or bytes that are not wasm.
-pub fn decode(code: &str, binary: bool) -> Result<Vec<u8>, ApiError> {
+/// [`ArtifactError::BadBase64`] for bad base64 with `binary: true`,
+/// [`ArtifactError::Load`] for text code, a bad zip, or bytes that are not wasm.
+pub fn decode(code: &str, binary: bool) -> Result<Vec<u8>, ArtifactError> {
     let compact: Vec<u8> = code.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
     let bytes = match BASE64.decode(&compact) {
         Ok(bytes) => bytes,
         Err(e) if binary => {
-            return Err(ApiError::BadRequest(format!(
-                "the code is not valid base64: {e}"
-            )));
+            return Err(ArtifactError::BadBase64(e.to_string()));
         }
         Err(_) => return Err(text_code()),
     };
@@ -51,7 +55,7 @@ pub fn decode(code: &str, binary: bool) -> Result<Vec<u8>, ApiError> {
     } else if bytes.starts_with(ZIP_MAGIC) {
         wasm_from_zip(&bytes)
     } else if binary {
-        Err(ApiError::Load(
+        Err(ArtifactError::Load(
             "The code is neither a WebAssembly module nor a zip archive holding one.".into(),
         ))
     } else {
@@ -59,23 +63,23 @@ pub fn decode(code: &str, binary: bool) -> Result<Vec<u8>, ApiError> {
     }
 }
 
-fn text_code() -> ApiError {
-    ApiError::Load(
+fn text_code() -> ArtifactError {
+    ArtifactError::Load(
         "The code is text, but this runtime runs WebAssembly: send a .wasm module or a zip holding one, \
          base64-encoded, with \"binary\": true."
             .into(),
     )
 }
 
-fn bad_zip(e: impl std::fmt::Display) -> ApiError {
-    ApiError::Load(format!("The code is not a valid zip archive: {e}"))
+fn bad_zip(e: impl std::fmt::Display) -> ArtifactError {
+    ArtifactError::Load(format!("The code is not a valid zip archive: {e}"))
 }
 
 /// Find the module in a zip and read it, bounded.
-fn wasm_from_zip(bytes: &[u8]) -> Result<Vec<u8>, ApiError> {
+fn wasm_from_zip(bytes: &[u8]) -> Result<Vec<u8>, ArtifactError> {
     let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).map_err(bad_zip)?;
     if archive.len() > MAX_ZIP_ENTRIES {
-        return Err(ApiError::Load(format!(
+        return Err(ArtifactError::Load(format!(
             "The zip archive has {} entries, more than the {MAX_ZIP_ENTRIES} allowed.",
             archive.len()
         )));
@@ -87,7 +91,7 @@ fn wasm_from_zip(bytes: &[u8]) -> Result<Vec<u8>, ApiError> {
         .filter_map(Result::ok)
         .find(|n| !is_safe_name(n))
     {
-        return Err(ApiError::Load(format!(
+        return Err(ArtifactError::Load(format!(
             "The zip archive has an unsafe entry name: {name:?}."
         )));
     }
@@ -99,14 +103,14 @@ fn wasm_from_zip(bytes: &[u8]) -> Result<Vec<u8>, ApiError> {
         .map(|name| name.into_owned())
         .collect();
     let name = match wasm_names.as_slice() {
-        [] => return Err(ApiError::Load("The zip archive holds no .wasm file.".into())),
+        [] => return Err(ArtifactError::Load("The zip archive holds no .wasm file.".into())),
         [one] => one.clone(),
         several => several
             .iter()
             .find(|n| n.as_str() == PREFERRED_ENTRY)
             .cloned()
             .ok_or_else(|| {
-                ApiError::Load(format!(
+                ArtifactError::Load(format!(
                     "The zip archive holds several .wasm files ({}); name the action's module {PREFERRED_ENTRY}.",
                     several.join(", ")
                 ))
@@ -126,7 +130,7 @@ fn wasm_from_zip(bytes: &[u8]) -> Result<Vec<u8>, ApiError> {
         return Err(too_big(&name));
     }
     if !wasm.starts_with(WASM_MAGIC) {
-        return Err(ApiError::Load(format!(
+        return Err(ArtifactError::Load(format!(
             "{name} in the zip archive is not a WebAssembly module."
         )));
     }
@@ -141,8 +145,8 @@ fn is_safe_name(name: &str) -> bool {
         && name.split(['/', '\\']).all(|part| part != "..")
 }
 
-fn too_big(name: &str) -> ApiError {
-    ApiError::Load(format!(
+fn too_big(name: &str) -> ArtifactError {
+    ArtifactError::Load(format!(
         "{name} in the zip archive is larger than {MAX_MODULE_BYTES} bytes."
     ))
 }
@@ -195,28 +199,28 @@ mod tests {
     fn bad_inputs_are_clear_errors() {
         assert!(matches!(
             decode("not base64!", true),
-            Err(ApiError::BadRequest(_))
+            Err(ArtifactError::BadBase64(_))
         ));
         assert!(matches!(
             decode("function main() {}", false),
-            Err(ApiError::Load(_))
+            Err(ArtifactError::Load(_))
         ));
         assert!(matches!(
             decode(&b64(b"hello"), true),
-            Err(ApiError::Load(_))
+            Err(ArtifactError::Load(_))
         ));
         let none = zip_of(&[("README", b"hi")]);
         assert!(
-            matches!(decode(&b64(&none), true), Err(ApiError::Load(m)) if m.contains("no .wasm"))
+            matches!(decode(&b64(&none), true), Err(ArtifactError::Load(m)) if m.contains("no .wasm"))
         );
         let several = zip_of(&[("a.wasm", MODULE), ("b.wasm", MODULE)]);
         assert!(
-            matches!(decode(&b64(&several), true), Err(ApiError::Load(m)) if m.contains("several"))
+            matches!(decode(&b64(&several), true), Err(ArtifactError::Load(m)) if m.contains("several"))
         );
         let not_wasm = zip_of(&[("a.wasm", b"text")]);
         assert!(matches!(
             decode(&b64(&not_wasm), true),
-            Err(ApiError::Load(_))
+            Err(ArtifactError::Load(_))
         ));
         for name in [
             "../a.wasm",
@@ -227,7 +231,7 @@ mod tests {
         ] {
             let evil = zip_of(&[(name, MODULE)]);
             assert!(
-                matches!(decode(&b64(&evil), true), Err(ApiError::Load(m)) if m.contains("unsafe")),
+                matches!(decode(&b64(&evil), true), Err(ArtifactError::Load(m)) if m.contains("unsafe")),
                 "{name}"
             );
         }
@@ -235,7 +239,7 @@ mod tests {
         truncated.truncate(truncated.len() / 2);
         assert!(matches!(
             decode(&b64(&truncated), true),
-            Err(ApiError::Load(_))
+            Err(ArtifactError::Load(_))
         ));
     }
 }
