@@ -8,10 +8,19 @@ use crate::cli::EngineKind;
 use ow_common::{Limits, WasmRuntime};
 use std::sync::{Arc, OnceLock};
 
+/// Engine settings beyond the limits.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EngineOptions {
+    /// wasmer's compiler.
+    #[cfg(feature = "wasmer")]
+    pub wasmer_compiler: Option<crate::cli::WasmerCompiler>,
+}
+
 /// One lazily created runtime per engine kind.
 pub struct Engines {
     default: EngineKind,
     limits: Limits,
+    options: EngineOptions,
     slots: Vec<(EngineKind, OnceLock<Arc<dyn WasmRuntime>>)>,
 }
 
@@ -31,10 +40,15 @@ impl Engines {
     ///
     /// # Errors
     /// When the default engine cannot start.
-    pub fn new(default: EngineKind, limits: Limits) -> Result<Self, EngineError> {
+    pub fn new(
+        default: EngineKind,
+        limits: Limits,
+        options: EngineOptions,
+    ) -> Result<Self, EngineError> {
         let engines = Self {
             default,
             limits,
+            options,
             slots: EngineKind::ALL
                 .iter()
                 .map(|&k| (k, OnceLock::new()))
@@ -67,8 +81,8 @@ impl Engines {
         if let Some(rt) = slot.get() {
             return Ok(Arc::clone(rt));
         }
-        let rt =
-            create(kind, self.limits.clone()).map_err(|e| EngineError::Start(kind.name(), e))?;
+        let rt = create(kind, self.limits.clone(), self.options)
+            .map_err(|e| EngineError::Start(kind.name(), e))?;
         // Two threads may race to create it; the first one wins, the other's is dropped.
         Ok(Arc::clone(slot.get_or_init(|| rt)))
     }
@@ -84,12 +98,24 @@ impl Engines {
     }
 }
 
-fn create(kind: EngineKind, limits: Limits) -> ow_common::Result<Arc<dyn WasmRuntime>> {
+fn create(
+    kind: EngineKind,
+    limits: Limits,
+    #[allow(unused_variables)] options: EngineOptions,
+) -> ow_common::Result<Arc<dyn WasmRuntime>> {
     Ok(match kind {
         #[cfg(feature = "wasmtime")]
         EngineKind::Wasmtime => Arc::new(ow_wasmtime::WasmtimeRuntime::new(limits)?),
         #[cfg(feature = "wasmer")]
-        EngineKind::Wasmer => Arc::new(ow_wasmer::WasmerRuntime::new(limits)?),
+        EngineKind::Wasmer => {
+            let compiler = match options.wasmer_compiler {
+                Some(crate::cli::WasmerCompiler::Singlepass) => ow_wasmer::Compiler::Singlepass,
+                Some(crate::cli::WasmerCompiler::Cranelift) | None => {
+                    ow_wasmer::Compiler::Cranelift
+                }
+            };
+            Arc::new(ow_wasmer::WasmerRuntime::with_compiler(limits, compiler)?)
+        }
         #[cfg(feature = "wamr")]
         EngineKind::Wamr => Arc::new(ow_wamr::WamrRuntime::new(limits)?),
     })

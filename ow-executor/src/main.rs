@@ -18,7 +18,11 @@ use tracing_subscriber::EnvFilter;
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing(&cli)?;
-    let engines = engines::Engines::new(cli.engine, cli.limits())?;
+    let options = engines::EngineOptions {
+        #[cfg(feature = "wasmer")]
+        wasmer_compiler: Some(cli.wasmer_compiler),
+    };
+    let engines = engines::Engines::new(cli.engine, cli.limits(), options)?;
     tracing::info!(engine = cli.engine.name(), "default engine ready");
 
     let settings = server::ServerSettings {

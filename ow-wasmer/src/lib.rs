@@ -48,14 +48,38 @@ pub struct WasmerRuntime {
     limits: Limits,
 }
 
+/// Which of wasmer's compilers turns modules into native code at /init.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compiler {
+    /// Optimising; the default.
+    #[default]
+    Cranelift,
+    /// One pass, no optimisation: faster /init, slower activations.
+    #[cfg(feature = "singlepass")]
+    Singlepass,
+}
+
 impl WasmerRuntime {
-    /// An engine with these limits.
+    /// An engine with these limits, compiling with Cranelift.
     ///
     /// # Errors
     /// [`Error::Resources`] when the runtime's threads cannot start.
     pub fn new(limits: Limits) -> Result<Self> {
+        Self::with_compiler(limits, Compiler::Cranelift)
+    }
+
+    /// An engine with these limits and this compiler.
+    ///
+    /// # Errors
+    /// [`Error::Resources`] when the runtime's threads cannot start.
+    pub fn with_compiler(limits: Limits, compiler: Compiler) -> Result<Self> {
         let resources = |e: std::io::Error| Error::Resources(format!("cannot start wasmer: {e}"));
-        let engine = capped(&Cranelift::default().into(), limits.max_memory_bytes);
+        let base: Engine = match compiler {
+            Compiler::Cranelift => Cranelift::default().into(),
+            #[cfg(feature = "singlepass")]
+            Compiler::Singlepass => wasmer::sys::Singlepass::default().into(),
+        };
+        let engine = capped(&base, limits.max_memory_bytes);
         // wasix runs its timers (guest sleeps, poll timeouts) on tokio: a
         // runtime of its own, driven by one worker thread.
         let tokio = tokio::runtime::Builder::new_multi_thread()

@@ -101,3 +101,15 @@ fn engines_trap_side_by_side_in_one_process() {
         }
     }
 }
+
+#[test]
+fn wasmer_can_compile_with_singlepass() {
+    let app = spawn_app_with("wasmer", &["--wasmer-compiler", "singlepass"], &[]);
+    app.init_ok(modules::HASH);
+    let (status, body) = app.run(json!({"input": "abc", "iterations": 1}));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["hash"],
+        "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85"
+    );
+}
