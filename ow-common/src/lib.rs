@@ -3,6 +3,7 @@
 pub mod abi;
 pub mod context;
 pub mod error;
+pub mod log;
 pub mod payload;
 pub mod runtime;
 

@@ -5,6 +5,7 @@
 //! timeout is also the activation's deadline: it then terminates the live
 //! instance through [`Watch`].
 
+use ow_common::log::CappedLog;
 use ow_common::{Error, Result};
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
@@ -24,7 +25,7 @@ pub(crate) struct Watch {
     pub(crate) timed_out: AtomicBool,
 }
 
-type Drained = ([(Vec<u8>, bool); 2], bool);
+type Drained = ([CappedLog; 2], bool);
 
 pub(crate) struct ActivationIo {
     stdin: File,
@@ -101,10 +102,11 @@ impl ActivationIo {
     /// stdio), wait for the helper, return (stdout, stderr, truncated, timed out).
     pub(crate) fn finish(self) -> (Vec<u8>, Vec<u8>, bool, bool) {
         drop((self.stdin, self.out_w, self.err_w));
-        let ([(out, out_cut), (err, err_cut)], timed_out) = self
+        let ([mut out, mut err], timed_out) = self
             .helper
             .join()
             .unwrap_or_else(|_| (Default::default(), false));
+        let ((out, out_cut), (err, err_cut)) = (out.take(), err.take());
         (
             out,
             err,
@@ -115,7 +117,7 @@ impl ActivationIo {
 }
 
 fn drain_and_watch(fds: [OwnedFd; 2], cap: usize, deadline: Instant, watch: &Watch) -> Drained {
-    let mut out: [(Vec<u8>, bool); 2] = Default::default();
+    let mut out = [CappedLog::new(cap), CappedLog::new(cap)];
     let mut open = [true; 2];
     let mut buf = vec![0u8; 64 * 1024];
     while open[0] || open[1] {
@@ -166,11 +168,7 @@ fn drain_and_watch(fds: [OwnedFd; 2], cap: usize, deadline: Instant, watch: &Wat
                 }
                 continue;
             }
-            let (data, cut) = &mut out[live[k]];
-            let r = r as usize;
-            let room = cap.saturating_sub(data.len());
-            data.extend_from_slice(&buf[..r.min(room)]);
-            *cut |= r > room;
+            out[live[k]].push(&buf[..r as usize]);
         }
     }
     (out, watch.timed_out.load(Ordering::SeqCst))

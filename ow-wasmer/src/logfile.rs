@@ -1,6 +1,7 @@
 //! In-memory stdout/stderr for wasix: keeps up to a limit, drops the rest,
 //! never fails the guest (the twin of ow-wasmtime's `LogPipe`).
 
+use ow_common::log::CappedLog;
 use std::io::SeekFrom;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -8,33 +9,22 @@ use std::task::{Context, Poll};
 use wasmer_wasix::VirtualFile;
 use wasmer_wasix::virtual_fs::{self, AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
 
-#[derive(Debug, Default)]
-struct LogBuffer {
-    data: Vec<u8>,
-    limit: usize,
-    truncated: bool,
-}
-
 /// Cloneable handle; clones share one buffer.
 #[derive(Debug, Clone)]
-pub(crate) struct LogFile(Arc<Mutex<LogBuffer>>);
+pub(crate) struct LogFile(Arc<Mutex<CappedLog>>);
 
 impl LogFile {
     pub(crate) fn new(limit: usize) -> Self {
-        Self(Arc::new(Mutex::new(LogBuffer {
-            limit,
-            ..LogBuffer::default()
-        })))
+        Self(Arc::new(Mutex::new(CappedLog::new(limit))))
     }
 
-    fn lock(&self) -> MutexGuard<'_, LogBuffer> {
+    fn lock(&self) -> MutexGuard<'_, CappedLog> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The captured bytes and whether any were dropped.
     pub(crate) fn take(&self) -> (Vec<u8>, bool) {
-        let mut buf = self.lock();
-        (std::mem::take(&mut buf.data), buf.truncated)
+        self.lock().take()
     }
 }
 
@@ -44,12 +34,7 @@ impl AsyncWrite for LogFile {
         _cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        let mut b = self.lock();
-        let room = b.limit.saturating_sub(b.data.len());
-        if buf.len() > room {
-            b.truncated = true;
-        }
-        b.data.extend_from_slice(&buf[..buf.len().min(room)]);
+        self.lock().push(buf);
         Poll::Ready(Ok(buf.len()))
     }
 

@@ -6,6 +6,7 @@
 //! OpenWhisk does, so we keep our own.
 
 use bytes::Bytes;
+use ow_common::log::CappedLog;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
@@ -15,44 +16,28 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 /// Cloneable handle; all clones share one buffer.
 #[derive(Clone)]
 pub(crate) struct LogPipe {
-    inner: Arc<Mutex<LogBuffer>>,
-}
-
-#[derive(Default)]
-struct LogBuffer {
-    data: Vec<u8>,
-    limit: usize,
-    truncated: bool,
+    inner: Arc<Mutex<CappedLog>>,
 }
 
 impl LogPipe {
     pub(crate) fn new(limit: usize) -> Self {
         Self {
-            inner: Arc::new(Mutex::new(LogBuffer {
-                limit,
-                ..LogBuffer::default()
-            })),
+            inner: Arc::new(Mutex::new(CappedLog::new(limit))),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, LogBuffer> {
+    fn lock(&self) -> MutexGuard<'_, CappedLog> {
         // A poisoned buffer still holds valid bytes.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn push(&self, bytes: &[u8]) {
-        let mut buf = self.lock();
-        let room = buf.limit.saturating_sub(buf.data.len());
-        if bytes.len() > room {
-            buf.truncated = true;
-        }
-        buf.data.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        self.lock().push(bytes);
     }
 
     /// The captured bytes and whether any were dropped.
     pub(crate) fn take(&self) -> (Vec<u8>, bool) {
-        let mut buf = self.lock();
-        (std::mem::take(&mut buf.data), buf.truncated)
+        self.lock().take()
     }
 }
 
@@ -109,21 +94,5 @@ impl StdoutStream for LogPipe {
 
     fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
         Box::new(self.clone())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keeps_up_to_the_limit_and_flags_the_rest() {
-        let pipe = LogPipe::new(8);
-        pipe.push(b"hello ");
-        pipe.push(b"world");
-        assert_eq!(pipe.take(), (b"hello wo".to_vec(), true));
-        let pipe = LogPipe::new(8);
-        pipe.clone().push(b"12345678");
-        assert_eq!(pipe.take(), (b"12345678".to_vec(), false));
     }
 }
