@@ -43,7 +43,9 @@ const WASI_MODULES: &[&str] = &["wasi_snapshot_preview1", "wasi_unstable"];
 pub struct WasmerRuntime {
     engine: Engine,
     wasi: Arc<dyn Runtime + Send + Sync>,
-    tokio: tokio::runtime::Runtime,
+    /// wasix's tokio runtime; `None` only while dropping.
+    tokio: Option<tokio::runtime::Runtime>,
+    tokio_handle: tokio::runtime::Handle,
     watchdog: Watchdog,
     limits: Limits,
 }
@@ -98,7 +100,8 @@ impl WasmerRuntime {
         Ok(Self {
             engine,
             wasi: Arc::new(wasi),
-            tokio,
+            tokio_handle: tokio.handle().clone(),
+            tokio: Some(tokio),
             watchdog: Watchdog::start().map_err(resources)?,
             limits,
         })
@@ -120,14 +123,9 @@ fn capped(engine: &Engine, max_memory_bytes: usize) -> Engine {
 impl Drop for WasmerRuntime {
     fn drop(&mut self) {
         // May be dropped inside an async context, where a blocking shutdown panics.
-        let tokio = std::mem::replace(
-            &mut self.tokio,
-            match tokio::runtime::Builder::new_current_thread().build() {
-                Ok(rt) => rt,
-                Err(_) => return,
-            },
-        );
-        tokio.shutdown_background();
+        if let Some(tokio) = self.tokio.take() {
+            tokio.shutdown_background();
+        }
     }
 }
 
@@ -172,7 +170,7 @@ impl WasmRuntime for WasmerRuntime {
             spec,
             engine,
             wasi: Arc::clone(&self.wasi),
-            tokio: self.tokio.handle().clone(),
+            tokio: self.tokio_handle.clone(),
             watchdog: self.watchdog.clone_handle(),
             limits,
         }))

@@ -251,3 +251,51 @@ pub fn an_action_may_lower_its_own_limits(engine: &str) {
     );
     assert_eq!(status, 400, "{body}");
 }
+
+pub fn sigterm_lets_the_in_flight_activation_finish_then_exits_0(engine: &str) {
+    let app = Arc::new(spawn_app(engine));
+    app.init_ok(modules::SLEEP);
+    let in_flight = {
+        let app = Arc::clone(&app);
+        std::thread::spawn(move || app.run(json!({"ms": 1000})))
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &app.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let answer = in_flight.join().unwrap();
+    assert_eq!(answer, (200, json!({"slept_ms": 1000})));
+    let app = Arc::into_inner(app).expect("no other user");
+    let (code, streams) = app.wait_exit(Duration::from_secs(10));
+    assert_eq!(code, Some(0));
+    assert_eq!(streams.sentinels(), (1, 1));
+}
+
+pub fn memory_bomb_does_not_disturb_other_activations(engine: &str) {
+    let app = Arc::new(spawn_app_with(engine, &["--max-memory-mb", "128"], &[]));
+    init_at(&app, "bomb", modules::MEMBOMB);
+    init_at(&app, "echo", modules::ECHO);
+    let bombs: Vec<_> = (0..4)
+        .map(|_| {
+            let app = Arc::clone(&app);
+            std::thread::spawn(move || run_at(&app, "bomb", json!({})))
+        })
+        .collect();
+    let clients: Vec<_> = (0..200)
+        .map(|i| {
+            let app = Arc::clone(&app);
+            std::thread::spawn(move || run_at(&app, "echo", json!({ "i": i })))
+        })
+        .collect();
+    for (i, client) in clients.into_iter().enumerate() {
+        assert_eq!(client.join().unwrap(), (200, json!({ "i": i })));
+    }
+    for bomb in bombs {
+        let (status, body) = bomb.join().unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["refused"], true, "{body}");
+        assert!(body["bytes"].as_u64().unwrap() <= 128 << 20, "{body}");
+    }
+}

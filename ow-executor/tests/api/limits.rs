@@ -58,25 +58,3 @@ fn a_queued_activation_runs_once_a_slot_frees_up() {
         assert_eq!(run.join().unwrap(), (200, json!({"slept_ms": 300})));
     }
 }
-
-#[test]
-fn sigterm_lets_the_in_flight_activation_finish_then_exits_0() {
-    let app = Arc::new(spawn_app("wasmtime"));
-    app.init_ok(modules::SLEEP);
-    let in_flight = {
-        let app = Arc::clone(&app);
-        std::thread::spawn(move || app.run(json!({"ms": 1000})))
-    };
-    std::thread::sleep(Duration::from_millis(300));
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &app.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let answer = in_flight.join().unwrap();
-    assert_eq!(answer, (200, json!({"slept_ms": 1000})));
-    let app = Arc::into_inner(app).expect("no other user");
-    let (code, streams) = app.wait_exit(Duration::from_secs(10));
-    assert_eq!(code, Some(0));
-    assert_eq!(streams.sentinels(), (1, 1));
-}

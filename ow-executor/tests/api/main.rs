@@ -50,7 +50,9 @@ engine_suite! {
         clock_sleep_works,
         the_sandbox_shows_no_host_files_or_environment,
         a_sleep_past_the_time_limit_is_answered_in_time,
-        an_action_may_lower_its_own_limits
+        an_action_may_lower_its_own_limits,
+        sigterm_lets_the_in_flight_activation_finish_then_exits_0,
+        memory_bomb_does_not_disturb_other_activations
     ],
     compliance: [
         init_with_empty_code_fails,
