@@ -29,6 +29,8 @@ const EXAMPLES: &[&str] = &[
     "exit_code",
     "sleep",
     "fsprobe",
+    // Uses its scratch directory, tries to leave it.
+    "scratch",
 ];
 
 fn main() {

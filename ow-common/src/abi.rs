@@ -212,6 +212,33 @@ fn expect_func(
     }
 }
 
+/// Refuse, at /init, a module that defines a table larger than `max`
+/// elements (its declared minimum; growth past `max` is the engines' job).
+///
+/// Bytes that do not parse are left to the engine, which says why in its
+/// own words.
+///
+/// # Errors
+/// [`Error::InvalidModule`] naming the table and the limit.
+pub fn check_tables(wasm: &[u8], max: u32) -> Result<()> {
+    use wasmparser::{Parser, Payload};
+    for payload in Parser::new(0).parse_all(wasm) {
+        let Ok(payload) = payload else { return Ok(()) };
+        if let Payload::TableSection(tables) = payload {
+            for (index, table) in tables.into_iter().enumerate() {
+                let Ok(table) = table else { return Ok(()) };
+                if table.ty.initial > u64::from(max) {
+                    return Err(Error::InvalidModule(format!(
+                        "table {index} holds {} elements at start, more than the limit of {max}",
+                        table.ty.initial
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Decide which ABI a module follows and type-check its exports, at /init.
 ///
 /// `exports` looks an export up by name. An export `ow_alloc` makes it an
@@ -326,6 +353,16 @@ pub fn finish(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn tables_above_the_limit_are_refused_before_compiling() {
+        let module = wat::parse_str("(module (table 100 funcref) (table 5000 funcref))").unwrap();
+        assert!(check_tables(&module, 5000).is_ok());
+        let err = check_tables(&module, 4999).unwrap_err().to_string();
+        assert!(err.contains("table 1") && err.contains("4999"), "{err}");
+        // Not wasm at all: left to the engine to explain.
+        assert!(check_tables(b"not wasm", 1).is_ok());
+    }
 
     #[test]
     fn pack_and_unpack_are_inverse_for_high_addresses() {

@@ -6,10 +6,13 @@ pub mod error;
 pub mod log;
 pub mod payload;
 pub mod runtime;
+pub mod scratch;
 
 pub use context::ActivationContext;
 pub use error::{Error, Result};
-pub use runtime::{ActionAbi, ActionSpec, ActivationOutput, Limits, PreparedAction, WasmRuntime};
+pub use runtime::{
+    ActionAbi, ActionSpec, ActivationOutput, Limits, PreparedAction, SCRATCH_GUEST_DIR, WasmRuntime,
+};
 
 /// The line written to stdout and to stderr after every activation's logs.
 ///

@@ -10,10 +10,23 @@ use crate::context::ActivationContext;
 use crate::error::Result;
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use crate::abi::ActionAbi;
+
+/// Default [`Limits::max_table_elements`]: wasmtime's pooling default, far
+/// above what compilers emit (a Rust action's function table holds a few
+/// hundred entries).
+pub const DEFAULT_TABLE_ELEMENTS: u32 = 20_000;
+
+/// Default [`Limits::max_stack_bytes`]: wasmtime's default `max_wasm_stack`.
+pub const DEFAULT_STACK_BYTES: usize = 512 << 10;
+
+/// Largest [`Limits::max_stack_bytes`] an operator may configure: the
+/// executor's activation threads get this much native stack plus a margin.
+pub const MAX_STACK_BYTES: usize = 64 << 20;
 
 /// Resource limits that apply to every activation, whatever the engine.
 ///
@@ -32,6 +45,13 @@ pub struct Limits {
     pub max_log_bytes: usize,
     /// Instances that may exist at once (sizes the engine's instance pool).
     pub max_instances: u32,
+    /// Elements any one table may hold: a larger declared minimum fails
+    /// /init, `table.grow` past it fails (returns -1).
+    pub max_table_elements: u32,
+    /// Wasm call stack per activation, in bytes; deeper recursion traps with
+    /// a stack overflow. Engine-wide on wasmtime (its `max_wasm_stack`), so
+    /// this one is the operator's only: [`Limits::within`] keeps `max`'s.
+    pub max_stack_bytes: usize,
 }
 
 impl Default for Limits {
@@ -42,6 +62,8 @@ impl Default for Limits {
             max_result_bytes: 1 << 20,
             max_log_bytes: 10 << 20,
             max_instances: 1000,
+            max_table_elements: DEFAULT_TABLE_ELEMENTS,
+            max_stack_bytes: DEFAULT_STACK_BYTES,
         }
     }
 }
@@ -56,6 +78,8 @@ impl Limits {
             max_result_bytes: self.max_result_bytes.min(max.max_result_bytes),
             max_log_bytes: self.max_log_bytes.min(max.max_log_bytes),
             max_instances: self.max_instances.min(max.max_instances),
+            max_table_elements: self.max_table_elements.min(max.max_table_elements),
+            max_stack_bytes: max.max_stack_bytes,
         }
     }
 }
@@ -71,7 +95,15 @@ pub struct ActionSpec {
     pub env: BTreeMap<String, String>,
     /// The action's own limits; engines apply them within their own.
     pub limits: Limits,
+    /// When set, every activation gets a fresh, empty scratch directory,
+    /// preopened at [`SCRATCH_GUEST_DIR`] and removed when the activation
+    /// ends. Engines that keep it on disk create it under this host
+    /// directory; wasmer keeps it in memory, counted against the memory cap.
+    pub scratch: Option<PathBuf>,
 }
+
+/// Where an action sees its scratch directory (see [`ActionSpec::scratch`]).
+pub const SCRATCH_GUEST_DIR: &str = "/tmp";
 
 /// An engine, process-wide.
 pub trait WasmRuntime: Send + Sync {
@@ -133,5 +165,13 @@ mod tests {
         assert_eq!(got.max_memory_bytes, 64 << 20);
         assert_eq!(got.max_duration, Duration::from_secs(2));
         assert_eq!(got.max_result_bytes, 1 << 20);
+        let deep = Limits {
+            max_stack_bytes: 8 << 20,
+            max_table_elements: 10,
+            ..Limits::default()
+        };
+        let got = deep.within(&operator);
+        assert_eq!(got.max_stack_bytes, operator.max_stack_bytes);
+        assert_eq!(got.max_table_elements, 10);
     }
 }

@@ -2,6 +2,7 @@
 
 use clap::{Parser, ValueEnum};
 use ow_common::Limits;
+use ow_common::runtime::{DEFAULT_TABLE_ELEMENTS, MAX_STACK_BYTES};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -59,6 +60,25 @@ pub struct Cli {
     /// Instances that may run at once (sizes the engine's instance pool).
     #[arg(long, env = "OW_MAX_INSTANCES", default_value_t = 1000)]
     pub max_instances: u32,
+
+    /// Wasm call stack of an activation, in KiB; deeper recursion traps with
+    /// a stack overflow (operator-wide: wasmtime sets it per engine).
+    #[arg(long, env = "OW_MAX_STACK_KB", default_value_t = 512,
+          value_parser = clap::value_parser!(u32).range(64..=(MAX_STACK_BYTES >> 10) as i64))]
+    pub max_stack_kb: u32,
+
+    /// Elements any one wasm table may hold (larger tables fail /init,
+    /// `table.grow` past it returns -1).
+    #[arg(long, env = "OW_MAX_TABLE_ELEMENTS", default_value_t = DEFAULT_TABLE_ELEMENTS)]
+    pub max_table_elements: u32,
+
+    /// Where per-activation scratch directories are created for actions
+    /// that ask for one (/init env `OW_SCRATCH=1`); each is removed when its
+    /// activation ends. Put it on a size-limited tmpfs: wasmtime and WAMR
+    /// write there (wasmer keeps scratch files in memory, within the memory
+    /// cap). Default: the system's temporary directory.
+    #[arg(long, env = "OW_SCRATCH_DIR")]
+    pub scratch_dir: Option<PathBuf>,
 
     /// Activations that may run at once; more wait up to --max-queue-wait
     /// for a slot, then get 429 (never 503, which the invoker reads as
@@ -158,13 +178,45 @@ impl Cli {
             max_result_bytes: self.max_result_bytes,
             max_log_bytes: self.max_log_bytes,
             max_instances: self.max_instances,
+            max_table_elements: self.max_table_elements,
+            max_stack_bytes: (self.max_stack_kb as usize) << 10,
         }
+    }
+
+    /// The parent of scratch directories.
+    pub fn scratch_dir(&self) -> PathBuf {
+        self.scratch_dir.clone().unwrap_or_else(std::env::temp_dir)
+    }
+}
+
+/// The /init `env` key by which an action asks for a scratch directory.
+pub const SCRATCH_ENV_KEY: &str = "OW_SCRATCH";
+
+/// Whether the action's init env asks for a scratch directory
+/// (`OW_SCRATCH` = `1`, `true` or `yes`).
+///
+/// # Errors
+/// Any other non-empty value, so that a typo does not go unnoticed.
+pub fn wants_scratch(env: &BTreeMap<String, String>) -> Result<bool, String> {
+    let Some(value) = env
+        .get(SCRATCH_ENV_KEY)
+        .map(|v| v.trim().to_ascii_lowercase())
+    else {
+        return Ok(false);
+    };
+    match value.as_str() {
+        "1" | "true" | "yes" => Ok(true),
+        "" | "0" | "false" | "no" => Ok(false),
+        _ => Err(format!(
+            "invalid {SCRATCH_ENV_KEY} {value:?}: expected 1/true/yes or 0/false/no"
+        )),
     }
 }
 
 /// The limits of one action: the operator's, lowered by the /init `env` keys
-/// `OW_MAX_MEMORY_MB`, `OW_MAX_DURATION`, `OW_MAX_RESULT_BYTES` and
-/// `OW_MAX_LOG_BYTES` (the executor's own variable names). An action can
+/// `OW_MAX_MEMORY_MB`, `OW_MAX_DURATION`, `OW_MAX_RESULT_BYTES`,
+/// `OW_MAX_LOG_BYTES` and `OW_MAX_TABLE_ELEMENTS` (the executor's own
+/// variable names). An action can
 /// only lower a limit; asking for more gets the operator's value.
 ///
 /// # Errors
@@ -189,6 +241,11 @@ pub fn action_limits(operator: &Limits, env: &BTreeMap<String, String>) -> Resul
             .unwrap_or(operator.max_result_bytes),
         max_log_bytes: get(env, "OW_MAX_LOG_BYTES", number)?.unwrap_or(operator.max_log_bytes),
         max_instances: operator.max_instances,
+        max_table_elements: get(env, "OW_MAX_TABLE_ELEMENTS", |v| {
+            v.parse::<u32>().map_err(|e| e.to_string())
+        })?
+        .unwrap_or(operator.max_table_elements),
+        max_stack_bytes: operator.max_stack_bytes,
     };
     Ok(asked.within(operator))
 }
@@ -219,6 +276,7 @@ mod tests {
             ("OW_MAX_MEMORY_MB".to_owned(), "64".to_owned()),
             ("OW_MAX_DURATION".to_owned(), "10m".to_owned()),
             ("OW_MAX_LOG_BYTES".to_owned(), "1000".to_owned()),
+            ("OW_MAX_TABLE_ELEMENTS".to_owned(), "99999999".to_owned()),
         ]
         .into();
         let limits = action_limits(&operator, &env).unwrap();
@@ -226,6 +284,7 @@ mod tests {
         assert_eq!(limits.max_duration, operator.max_duration);
         assert_eq!(limits.max_log_bytes, 1000);
         assert_eq!(limits.max_result_bytes, operator.max_result_bytes);
+        assert_eq!(limits.max_table_elements, operator.max_table_elements);
         let bad: BTreeMap<String, String> =
             [("OW_MAX_MEMORY_MB".to_owned(), "lots".to_owned())].into();
         assert!(
@@ -246,5 +305,21 @@ mod tests {
         }
         assert_eq!(cli.limits().max_memory_bytes, 256 << 20);
         assert_eq!(cli.limits().max_result_bytes, 1 << 20);
+        assert_eq!(cli.limits().max_stack_bytes, 512 << 10);
+        assert!(Cli::try_parse_from(["ow-executor", "--max-stack-kb", "1"]).is_err());
+    }
+
+    #[test]
+    fn scratch_is_asked_for_explicitly_and_typos_are_errors() {
+        let env = |v: &str| BTreeMap::from([(SCRATCH_ENV_KEY.to_owned(), v.to_owned())]);
+        assert!(!wants_scratch(&BTreeMap::new()).unwrap());
+        assert!(wants_scratch(&env("1")).unwrap());
+        assert!(wants_scratch(&env(" TRUE ")).unwrap());
+        assert!(!wants_scratch(&env("0")).unwrap());
+        assert!(
+            wants_scratch(&env("please"))
+                .unwrap_err()
+                .contains(SCRATCH_ENV_KEY)
+        );
     }
 }

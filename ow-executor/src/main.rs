@@ -36,6 +36,9 @@ fn main() -> anyhow::Result<()> {
         },
         max_queue_wait: cli.max_queue_wait,
         max_log_bytes: cli.max_log_bytes,
+        // Room for the wasm stack plus the engines' and WASI's own frames.
+        wasm_thread_stack_bytes: cli.limits().max_stack_bytes.max(4 << 20) + (4 << 20),
+        scratch_dir: cli.scratch_dir(),
     };
     let state =
         server::AppState::new(engines, settings).context("cannot start the wasm thread pool")?;

@@ -42,6 +42,10 @@ pub struct ServerSettings {
     pub max_concurrency: usize,
     /// How long a /run waits for a slot before 429.
     pub max_queue_wait: std::time::Duration,
+    /// Native stack of the threads that run wasm (above the wasm stack limit).
+    pub wasm_thread_stack_bytes: usize,
+    /// Parent of per-activation scratch directories.
+    pub scratch_dir: std::path::PathBuf,
 }
 
 /// What the handlers share.
@@ -76,7 +80,7 @@ impl AppState {
             .worker_threads(1)
             .max_blocking_threads(settings.max_wasm_threads.max(1))
             .thread_name("ow-wasm")
-            .thread_stack_size(8 << 20)
+            .thread_stack_size(settings.wasm_thread_stack_bytes)
             .enable_all()
             .build()?;
         let wasm_pool = WasmPool::new(wasm_pool);
@@ -304,11 +308,15 @@ async fn prepare(
     let limits =
         crate::cli::action_limits(state.engines.limits(), &env).map_err(ApiError::BadRequest)?;
     let max_duration = limits.max_duration;
+    let scratch = crate::cli::wants_scratch(&env)
+        .map_err(ApiError::BadRequest)?
+        .then(|| state.settings.scratch_dir.clone());
     let spec = ActionSpec {
         name: value.name.clone(),
         entry: value.entry().to_owned(),
         env,
         limits,
+        scratch,
     };
     let runtime = match spec.env.get(ENGINE_ENV_KEY) {
         Some(name) if !name.trim().is_empty() => state.engines.by_name(name),

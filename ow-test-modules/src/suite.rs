@@ -221,6 +221,127 @@ pub fn trap_and_exit_codes_are_reported(make: MakeRuntime) {
     assert_eq!(out.result, Err(Error::Exit(3)));
 }
 
+pub fn scratch_directory_is_fresh_private_and_closed(make: MakeRuntime) {
+    let rt = make(Limits::default());
+    let parent = tempfile::tempdir().unwrap();
+    let with = rt
+        .prepare(
+            crate::SCRATCH,
+            ActionSpec {
+                scratch: Some(parent.path().to_owned()),
+                ..spec("main")
+            },
+        )
+        .unwrap();
+    for i in 0..3 {
+        let out = with.run(&ActivationContext::with_params(
+            json!({"name": format!("f{i}"), "data": format!("data {i}")}),
+        ));
+        let result = out.result.unwrap();
+        // Empty at every activation: nothing survives from the previous one.
+        assert_eq!(result["before"], json!([]), "{result}");
+        assert_eq!(result["read"], json!(format!("data {i}")));
+        assert_eq!(result["escaped_reads"], json!([]), "{result}");
+        assert_eq!(result["escaped_writes"], json!([]), "{result}");
+        // `..` is refused (wasmtime, WAMR), or leads to wasmer's virtual
+        // root, which holds the mount point and nothing else.
+        let parent = &result["parent"];
+        assert!(parent.is_null() || parent == &json!(["/tmp"]), "{result}");
+    }
+    let left: Vec<_> = std::fs::read_dir(parent.path()).unwrap().collect();
+    assert!(left.is_empty(), "scratch left behind: {left:?}");
+    // Without asking for one, there is no directory at all.
+    let without = rt.prepare(crate::SCRATCH, spec("main")).unwrap();
+    let out = without.run(&ActivationContext::default());
+    let text = format!("{:?}", out.result);
+    assert!(text.contains("no scratch directory"), "{text}");
+}
+
+/// A module with a table of `initial` elements whose `main` grows it by
+/// `grow` and answers `{"grew":1}` if that worked.
+fn table_wat(initial: u32, grow: u32) -> Vec<u8> {
+    wat::parse_str(format!(
+        r#"(module (memory (export "memory") 1) (table {initial} funcref)
+             (data (i32.const 16) "{{\"grew\":0}}")
+             (func (export "ow_alloc") (param i32) (result i32) (i32.const 1024))
+             (func (export "main") (param i32 i32) (result i64)
+               (if (i32.ne (table.grow (ref.null func) (i32.const {grow})) (i32.const -1))
+                 (then (i32.store8 (i32.const 24) (i32.const 49))))
+               {}))"#,
+        packed(16, 10)
+    ))
+    .expect("valid WAT")
+}
+
+pub fn table_limit_applies_at_prepare_and_to_growth(make: MakeRuntime) {
+    let small = make(Limits {
+        max_table_elements: 100,
+        ..Limits::default()
+    });
+    let err = small
+        .prepare(&table_wat(1000, 0), spec("main"))
+        .err()
+        .expect("a table above the limit fails /init");
+    assert!(
+        matches!(&err, Error::InvalidModule(m) if m.contains("limit of 100")),
+        "{err}"
+    );
+    let grow = table_wat(10, 500);
+    let out = small
+        .prepare(&grow, spec("main"))
+        .unwrap()
+        .run(&ActivationContext::default());
+    assert_eq!(out.result.unwrap(), json!({"grew": 0}));
+    let out = make(Limits::default())
+        .prepare(&grow, spec("main"))
+        .unwrap()
+        .run(&ActivationContext::default());
+    assert_eq!(out.result.unwrap(), json!({"grew": 1}));
+}
+
+pub fn stack_limit_bounds_recursion(make: MakeRuntime) {
+    // Recurses 100,000 calls deep, then answers {}.
+    let wasm = wat::parse_str(format!(
+        r#"(module (memory (export "memory") 1)
+             (data (i32.const 16) "{{}}")
+             (func $down (param i32) (result i32)
+               (if (result i32) (i32.eqz (local.get 0))
+                 (then (i32.const 0))
+                 (else (i32.add (i32.const 1) (call $down (i32.sub (local.get 0) (i32.const 1)))))))
+             (func (export "ow_alloc") (param i32) (result i32) (i32.const 1024))
+             (func (export "main") (param i32 i32) (result i64)
+               (drop (call $down (i32.const 100000))) {}))"#,
+        packed(16, 2)
+    ))
+    .unwrap();
+    let run = |stack: usize| {
+        let rt = make(Limits {
+            max_stack_bytes: stack,
+            ..Limits::default()
+        });
+        let action = rt.prepare(&wasm, spec("main")).unwrap();
+        // wasmtime runs wasm on the calling thread's stack: give it room, as
+        // the executor does for its wasm threads.
+        std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .stack_size(stack + (8 << 20))
+                .spawn_scoped(s, || action.run(&ActivationContext::default()))
+                .unwrap()
+                .join()
+                .unwrap()
+        })
+    };
+    // Shallow first: wasmer reuses pooled stacks of at least the size asked
+    // for, so after a deep run a shallow one could get a big stack.
+    let out = run(64 << 10);
+    assert!(
+        matches!(&out.result, Err(Error::Trap(_))),
+        "{:?}",
+        out.result
+    );
+    assert_eq!(run(32 << 20).result.unwrap(), json!({}));
+}
+
 pub fn reserved_host_imports_fail_at_prepare(make: MakeRuntime) {
     let rt = make(Limits::default());
     let wasm = wat::parse_str(
@@ -254,6 +375,9 @@ macro_rules! engine_tests {
             out_of_bounds_result_is_an_abi_error,
             trap_and_exit_codes_are_reported,
             reserved_host_imports_fail_at_prepare,
+            scratch_directory_is_fresh_private_and_closed,
+            table_limit_applies_at_prepare_and_to_growth,
+            stack_limit_bounds_recursion,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {

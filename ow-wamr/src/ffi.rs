@@ -16,6 +16,7 @@ use ow_common::abi::{ExportKind, ValKind};
 use std::ffi::{CStr, CString, c_char, c_int};
 use std::marker::PhantomData;
 use std::os::fd::RawFd;
+use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use wamrx_sys as sys;
 
@@ -25,10 +26,6 @@ unsafe extern "C" {
     /// Not in the public header, but exported by the static library.
     fn os_set_signal_number_for_blocking_op(signo: c_int);
 }
-
-/// Interpreter stack per instance. WAMR zero-fills it at every
-/// instantiation, so it is sized for real programs, not generously.
-const STACK_SIZE: u32 = 512 * 1024;
 
 /// The process-wide runtime.
 pub(crate) struct Wamr;
@@ -250,8 +247,13 @@ pub(crate) struct InstanceSettings<'a> {
     pub(crate) argv0: &'a str,
     pub(crate) env: &'a [(String, String)],
     pub(crate) max_memory_bytes: usize,
+    /// Interpreter stack, in bytes. WAMR zero-fills it at every
+    /// instantiation: a larger stack costs time on every activation.
+    pub(crate) stack_bytes: usize,
     /// stdin, stdout, stderr.
     pub(crate) stdio: [RawFd; 3],
+    /// A host directory to preopen at [`ow_common::SCRATCH_GUEST_DIR`].
+    pub(crate) scratch: Option<&'a Path>,
 }
 
 /// One instance, on the thread that created it (it is neither Send nor Sync).
@@ -282,6 +284,19 @@ impl<'m> Instance<'m> {
             .unwrap_or(u32::MAX)
             .max(1);
         let [stdin, stdout, stderr] = settings.stdio;
+        let stack = u32::try_from(settings.stack_bytes).unwrap_or(u32::MAX);
+        // WAMR's mapping syntax is `guest::host`; WAMR copies the string.
+        let map_dir = settings
+            .scratch
+            .map(|host| {
+                let host = host.to_str().filter(|h| !h.contains("::")).ok_or_else(|| {
+                    Error::Resources(format!("unusable scratch path {}", host.display()))
+                })?;
+                CString::new(format!("{}::{host}", ow_common::SCRATCH_GUEST_DIR))
+                    .map_err(|_| Error::Resources("the scratch path contains NUL".into()))
+            })
+            .transpose()?;
+        let mut map_dirs: Vec<*const c_char> = map_dir.iter().map(|m| m.as_ptr()).collect();
         let mut err = [0 as c_char; 256];
         // SAFETY: every pointer handed to the args lives until instantiation
         // returns (WAMR copies the strings); the args are destroyed after.
@@ -292,7 +307,16 @@ impl<'m> Instance<'m> {
                     "cannot allocate WAMR instantiation args".into(),
                 ));
             }
-            sys::wasm_runtime_instantiation_args_set_default_stack_size(args, STACK_SIZE);
+            sys::wasm_runtime_instantiation_args_set_default_stack_size(args, stack);
+            if !map_dirs.is_empty() {
+                sys::wasm_runtime_instantiation_args_set_wasi_dir(
+                    args,
+                    std::ptr::null_mut(),
+                    0,
+                    map_dirs.as_mut_ptr(),
+                    map_dirs.len() as u32,
+                );
+            }
             sys::wasm_runtime_instantiation_args_set_host_managed_heap_size(args, 0);
             sys::wasm_runtime_instantiation_args_set_max_memory_pages(args, max_pages);
             sys::wasm_runtime_instantiation_args_set_wasi_arg(args, argv.as_mut_ptr(), 1);

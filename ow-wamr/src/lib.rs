@@ -2,12 +2,13 @@
 
 mod ffi;
 mod stdio;
+mod tables;
 
 use ffi::{LoadedModule, Wamr};
 use ow_common::abi::{self, ActionAbi, SdkInstance};
 use ow_common::{
     ActionSpec, ActivationContext, ActivationOutput, Error, Limits, PreparedAction, Result,
-    WasmRuntime,
+    WasmRuntime, scratch,
 };
 use std::ffi::CString;
 use std::sync::Arc;
@@ -49,12 +50,13 @@ impl WasmRuntime for WamrRuntime {
 
     fn prepare(&self, wasm: &[u8], spec: ActionSpec) -> Result<Arc<dyn PreparedAction>> {
         ffi::ensure_thread_env()?;
-        let module = LoadedModule::load(wasm)?;
+        let limits = spec.limits.within(&self.limits);
+        abi::check_tables(wasm, limits.max_table_elements)?;
+        let module = LoadedModule::load(&tables::cap_tables(wasm, limits.max_table_elements)?)?;
         module.check_imports()?;
         let abi = abi::classify(&|name| module.export_kind(name), &spec.entry)?;
         let entry = CString::new(spec.entry.as_str())
             .map_err(|_| Error::InvalidModule("the entry point name contains NUL".into()))?;
-        let limits = spec.limits.within(&self.limits);
         Ok(Arc::new(WamrAction {
             has_initialize: module.export_kind(abi::EXPORT_INITIALIZE).is_some(),
             uses_wasi: module.imports_wasi(),
@@ -96,13 +98,27 @@ impl PreparedAction for WamrAction {
             Ok(io) => io,
             Err(e) => return abi::finish(self.abi, Err(e), Vec::new(), Vec::new(), false, 0),
         };
+        // Removed (with whatever the action left in it) when this drops,
+        // after the instance.
+        let scratch = self
+            .spec
+            .scratch
+            .as_deref()
+            .map(scratch::create)
+            .transpose();
         let raw = ffi::ensure_thread_env().and_then(|()| {
+            let scratch = match &scratch {
+                Ok(dir) => dir.as_ref().map(|d| d.path()),
+                Err(e) => return Err(e.clone()),
+            };
             let env = ctx.environment(&self.spec.env);
             let settings = ffi::InstanceSettings {
                 argv0: &self.argv0,
                 env: &env,
                 max_memory_bytes: self.limits.max_memory_bytes,
+                stack_bytes: self.limits.max_stack_bytes,
                 stdio: io.guest_fds(),
+                scratch,
             };
             let mut instance = ffi::Instance::new(&self.module, &settings, io.watch())?;
             if self.has_initialize && !self.uses_wasi {

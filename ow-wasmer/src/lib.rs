@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod logfile;
+mod scratch;
 mod tunables;
 mod watchdog;
 
@@ -8,10 +9,11 @@ use logfile::LogFile;
 use ow_common::abi::{self, ActionAbi, ExportKind, SdkInstance, ValKind};
 use ow_common::{
     ActionSpec, ActivationContext, ActivationOutput, Error, Limits, PreparedAction, Result,
-    WasmRuntime,
+    SCRATCH_GUEST_DIR, WasmRuntime,
 };
 use std::io::Write as _;
 use std::sync::Arc;
+use wasmer::sys::vm::VMConfig;
 use wasmer::sys::{BaseTunables, Cranelift, NativeEngineExt};
 use wasmer::{
     Engine, ExternType, Instance, Memory, Module, Pages, RuntimeError, Store, Type, TypedFunction,
@@ -81,7 +83,7 @@ impl WasmerRuntime {
             #[cfg(feature = "singlepass")]
             Compiler::Singlepass => wasmer::sys::Singlepass::default().into(),
         };
-        let engine = capped(&base, limits.max_memory_bytes);
+        let engine = capped(&base, &limits);
         // wasix runs its timers (guest sleeps, poll timeouts) on tokio: a
         // runtime of its own, driven by one worker thread.
         let tokio = tokio::runtime::Builder::new_multi_thread()
@@ -110,15 +112,25 @@ impl WasmerRuntime {
 
 /// `engine` (sharing its compiler and code) with linear memories capped at
 /// `max_memory_bytes`.
-fn capped(engine: &Engine, max_memory_bytes: usize) -> Engine {
+fn capped(engine: &Engine, limits: &Limits) -> Engine {
     let mut engine = engine.clone();
-    let pages = (max_memory_bytes / wasmer::WASM_PAGE_SIZE).min(65_536) as u32;
+    let pages = (limits.max_memory_bytes / wasmer::WASM_PAGE_SIZE).min(65_536) as u32;
     engine.set_tunables(tunables::CappedTunables {
         base: BaseTunables::new(),
         max: Pages(pages),
+        max_table: limits.max_table_elements,
+        vmconfig: VMConfig {
+            // wasmer runs host functions (WASI) on the same coroutine stack:
+            // the wasm budget plus room for them.
+            wasm_stack_size: Some(limits.max_stack_bytes + HOST_STACK_MARGIN),
+        },
     });
     engine
 }
+
+/// Stack reserved for host functions on top of [`Limits::max_stack_bytes`]
+/// (wasmer's own default stack is 1 MiB in all).
+const HOST_STACK_MARGIN: usize = 512 << 10;
 
 impl Drop for WasmerRuntime {
     fn drop(&mut self) {
@@ -142,10 +154,13 @@ impl WasmRuntime for WasmerRuntime {
         let limits = spec.limits.within(&self.limits);
         // The memory cap lives in the engine's tunables: an action with a
         // lower cap gets a capped clone of the engine.
-        let engine = match limits.max_memory_bytes == self.limits.max_memory_bytes {
+        let same_caps = limits.max_memory_bytes == self.limits.max_memory_bytes
+            && limits.max_table_elements == self.limits.max_table_elements;
+        let engine = match same_caps {
             true => self.engine.clone(),
-            false => capped(&self.engine, limits.max_memory_bytes),
+            false => capped(&self.engine, &limits),
         };
+        abi::check_tables(wasm, limits.max_table_elements)?;
         let module = Module::new(&engine, wasm).map_err(|e| Error::InvalidModule(e.to_string()))?;
         // Anything but WASI would fail at instantiation: say so at /init.
         if let Some(import) = module
@@ -273,12 +288,25 @@ impl WasmerAction {
             host_stdin.close();
             let env = ctx.environment(&self.spec.env);
             // `instantiate` also calls `_initialize` when it is exported.
-            let (instance, wasi_env) = WasiEnv::builder(self.argv0.as_str())
+            let mut builder = WasiEnv::builder(self.argv0.as_str())
                 .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
                 .stdin(Box::new(guest_stdin))
                 .stdout(Box::new(stdout.clone()))
                 .stderr(Box::new(stderr.clone()))
-                .runtime(Arc::clone(&self.wasi))
+                .runtime(Arc::clone(&self.wasi));
+            if self.spec.scratch.is_some() {
+                // The filesystem's root is the scratch directory, so `..`
+                // leads nowhere else. Dropped with the WASI state at the end
+                // of the activation.
+                let fs = scratch::filesystem(self.limits.max_memory_bytes);
+                builder = builder
+                    .fs(Arc::new(fs) as Arc<dyn virtual_fs::FileSystem + Send + Sync>)
+                    .map_dir(SCRATCH_GUEST_DIR, "/")
+                    .map_err(|e| {
+                        Error::Resources(format!("cannot open the scratch directory: {e}"))
+                    })?;
+            }
+            let (instance, wasi_env) = builder
                 .instantiate(self.module.clone(), &mut *store)
                 .map_err(wasi_error)?;
             _wasi_env = Some(wasi_env);

@@ -1,18 +1,34 @@
-//! Memory cap: wasmer's base tunables with every memory's maximum clamped.
+//! Limits in wasmer's tunables: every memory's and table's maximum clamped,
+//! and the stack size of the coroutine each call runs on.
 
 use std::ptr::NonNull;
-use wasmer::sys::vm::{VMMemory, VMMemoryDefinition, VMTable, VMTableDefinition};
+use wasmer::sys::vm::{VMConfig, VMMemory, VMMemoryDefinition, VMTable, VMTableDefinition};
 use wasmer::sys::{BaseTunables, Tunables};
 use wasmer::{MemoryError, MemoryStyle, MemoryType, Pages, TableStyle, TableType};
 
-/// [`BaseTunables`] that never let a linear memory grow past `max`
-/// (`memory.grow` then returns -1, as on the other engines).
+/// [`BaseTunables`] that never let a linear memory grow past `max` nor a
+/// table past `max_table` (`memory.grow`/`table.grow` then return -1, as on
+/// the other engines), running wasm on stacks of `vmconfig`'s size.
 pub(crate) struct CappedTunables {
     pub(crate) base: BaseTunables,
     pub(crate) max: Pages,
+    pub(crate) max_table: u32,
+    pub(crate) vmconfig: VMConfig,
 }
 
 impl CappedTunables {
+    fn clamp_table(&self, ty: &TableType) -> Result<TableType, String> {
+        if ty.minimum > self.max_table {
+            return Err(format!(
+                "a table of {} elements exceeds the limit of {}",
+                ty.minimum, self.max_table
+            ));
+        }
+        let mut capped = *ty;
+        capped.maximum = Some(ty.maximum.map_or(self.max_table, |m| m.min(self.max_table)));
+        Ok(capped)
+    }
+
     fn clamp(&self, ty: &MemoryType) -> Result<MemoryType, MemoryError> {
         if ty.minimum > self.max {
             return Err(MemoryError::MinimumMemoryTooLarge {
@@ -58,7 +74,7 @@ impl Tunables for CappedTunables {
     }
 
     fn create_host_table(&self, ty: &TableType, style: &TableStyle) -> Result<VMTable, String> {
-        self.base.create_host_table(ty, style)
+        self.base.create_host_table(&self.clamp_table(ty)?, style)
     }
 
     unsafe fn create_vm_table(
@@ -67,7 +83,15 @@ impl Tunables for CappedTunables {
         style: &TableStyle,
         vm_definition_location: NonNull<VMTableDefinition>,
     ) -> Result<VMTable, String> {
-        // SAFETY: forwarded unchanged; the caller upholds the contract.
-        unsafe { self.base.create_vm_table(ty, style, vm_definition_location) }
+        let ty = self.clamp_table(ty)?;
+        // SAFETY: forwarded with a smaller maximum; the caller upholds the contract.
+        unsafe {
+            self.base
+                .create_vm_table(&ty, style, vm_definition_location)
+        }
+    }
+
+    fn vmconfig(&self) -> &VMConfig {
+        &self.vmconfig
     }
 }

@@ -20,6 +20,8 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 ///   costs a load and compare at loop headers, far less than fuel metering.
 /// - **Memory cap**: the pool's memory slots and each store's limiter stop
 ///   linear memory at `limits.max_memory_bytes` (`memory.grow` returns -1).
+/// - **Stack and tables**: `max_wasm_stack` is `limits.max_stack_bytes`
+///   (engine-wide); each table is capped at `limits.max_table_elements`.
 /// - **Cranelift, speed-optimised, parallel compilation**: /init compiles
 ///   once, activations only instantiate.
 #[derive(Debug, Clone)]
@@ -45,7 +47,11 @@ impl WasmtimeConfig {
             .epoch_interruption(true)
             .cranelift_opt_level(wasmtime::OptLevel::Speed)
             .parallel_compilation(true)
-            .memory_init_cow(true);
+            .memory_init_cow(true)
+            .max_wasm_stack(self.limits.max_stack_bytes)
+            // Unused (activations are synchronous), but wasmtime requires
+            // it to hold the wasm stack.
+            .async_stack_size(self.limits.max_stack_bytes + (1 << 20));
         config
     }
 
@@ -56,6 +62,7 @@ impl WasmtimeConfig {
             .total_memories(n)
             .total_tables(n)
             .max_memory_size(self.limits.max_memory_bytes)
+            .table_elements(self.limits.max_table_elements as usize)
             // Keep freed slots' memory mapped-in for reuse up to this many
             // bytes: resetting a page is cheaper than faulting a fresh one.
             .linear_memory_keep_resident(64 * 1024)

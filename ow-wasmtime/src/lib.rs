@@ -9,7 +9,7 @@ use logpipe::LogPipe;
 use ow_common::abi::{self, ActionAbi, ExportKind, SdkInstance, ValKind};
 use ow_common::{
     ActionSpec, ActivationContext, ActivationOutput, Error, Limits, PreparedAction, Result,
-    WasmRuntime,
+    SCRATCH_GUEST_DIR, WasmRuntime, scratch,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,9 +17,9 @@ use wasmtime::{
     Engine, ExternType, FuncType, InstancePre, Linker, Memory, Module, PoolConcurrencyLimitError,
     Store, StoreLimits, StoreLimitsBuilder, Trap, TypedFunc, ValType,
 };
-use wasmtime_wasi::I32Exit;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
+use wasmtime_wasi::{FsPerms, I32Exit};
 
 /// The wasmtime version this crate is built with.
 pub const WASMTIME_VERSION: &str = "48.0.0";
@@ -111,6 +111,8 @@ impl WasmRuntime for WasmtimeRuntime {
     }
 
     fn prepare(&self, wasm: &[u8], spec: ActionSpec) -> Result<Arc<dyn PreparedAction>> {
+        let limits = spec.limits.within(&self.limits);
+        abi::check_tables(wasm, limits.max_table_elements)?;
         let module =
             Module::new(&self.engine, wasm).map_err(|e| Error::InvalidModule(format!("{e:#}")))?;
         let abi = abi::classify(&|name| export_kind(&module, name), &spec.entry)?;
@@ -120,7 +122,6 @@ impl WasmRuntime for WasmtimeRuntime {
             .map_err(|e| Error::InvalidModule(format!("{e:#}")))?;
         let has_initialize = func_type(&module, abi::EXPORT_INITIALIZE).is_some();
         tracing::debug!(%abi, entry = %spec.entry, "prepared action");
-        let limits = spec.limits.within(&self.limits);
         Ok(Arc::new(WasmtimeAction {
             pre,
             abi,
@@ -183,12 +184,24 @@ impl PreparedAction for WasmtimeAction {
             ActionAbi::Command => MemoryInputPipe::new(params.clone()),
             ActionAbi::Sdk => MemoryInputPipe::new(Vec::new()),
         };
-        let mut store = self.new_store(ctx, stdin, &stdout, &stderr, time_limit);
-        let raw = match self.abi {
-            ActionAbi::Sdk => self.call_sdk(&mut store, &params),
-            ActionAbi::Command => self.call_command(&mut store),
+        let scratch = self
+            .spec
+            .scratch
+            .as_deref()
+            .map(scratch::create)
+            .transpose();
+        let raw = match &scratch {
+            Err(e) => Err(wasmtime::Error::from(e.clone())),
+            Ok(dir) => self
+                .new_store(ctx, stdin, &stdout, &stderr, time_limit, dir.as_ref())
+                .map_err(wasmtime::Error::from)
+                .and_then(|mut store| match self.abi {
+                    ActionAbi::Sdk => self.call_sdk(&mut store, &params),
+                    ActionAbi::Command => self.call_command(&mut store),
+                }),
         };
-        drop(store);
+        // The store (and its handle on the directory) is gone: remove it.
+        drop(scratch);
         let (out, out_cut) = stdout.take();
         let (err, err_cut) = stderr.take();
         let raw = raw.map_err(|e| activation_error(e, time_limit));
@@ -211,25 +224,35 @@ impl WasmtimeAction {
         stdout: &LogPipe,
         stderr: &LogPipe,
         time_limit: Duration,
-    ) -> Store<ActivationState> {
-        let wasi = wasmtime_wasi::WasiCtxBuilder::new()
-            .stdin(stdin)
+        scratch: Option<&scratch::TempDir>,
+    ) -> Result<Store<ActivationState>> {
+        let mut wasi = wasmtime_wasi::WasiCtxBuilder::new();
+        wasi.stdin(stdin)
             .stdout(stdout.clone())
             .stderr(stderr.clone())
             .envs(&ctx.environment(&self.spec.env))
-            .args(&[&self.argv0])
-            .build_p1();
+            .args(&[&self.argv0]);
+        if let Some(dir) = scratch {
+            // cap-std resolves every guest path inside this directory:
+            // `..` and symlinks cannot lead out of it.
+            wasi.preopened_dir(dir.path(), SCRATCH_GUEST_DIR, FsPerms::ReadWrite)
+                .map_err(|e| {
+                    Error::Resources(format!("cannot open the scratch directory: {e:#}"))
+                })?;
+        }
+        let wasi = wasi.build_p1();
         let limits = StoreLimitsBuilder::new()
             .memory_size(self.limits.max_memory_bytes)
             .instances(1)
             .memories(1)
             .tables(16)
+            .table_elements(self.limits.max_table_elements as usize)
             .build();
         let mut store = Store::new(self.pre.module().engine(), ActivationState { wasi, limits });
         store.limiter(|s| &mut s.limits);
         let ticks = time_limit.as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64 + 1;
         store.set_epoch_deadline(ticks);
-        store
+        Ok(store)
     }
 
     fn instantiate(

@@ -299,3 +299,90 @@ pub fn memory_bomb_does_not_disturb_other_activations(engine: &str) {
         assert!(body["bytes"].as_u64().unwrap() <= 128 << 20, "{body}");
     }
 }
+
+pub fn a_scratch_directory_is_private_to_each_activation_and_removed(engine: &str) {
+    let parent = tempfile::tempdir().unwrap();
+    let app = Arc::new(spawn_app_with(
+        engine,
+        &["--scratch-dir", parent.path().to_str().unwrap()],
+        &[],
+    ));
+    let (status, body) = app.post(
+        "/tmp/init",
+        &init_body(modules::SCRATCH, "main", json!({"OW_SCRATCH": "1"})),
+    );
+    assert_eq!(status, 200, "{body}");
+    // Concurrent activations each see an empty directory of their own.
+    let clients: Vec<_> = (0..16)
+        .map(|i| {
+            let app = Arc::clone(&app);
+            std::thread::spawn(move || {
+                run_at(
+                    &app,
+                    "tmp",
+                    json!({"name": format!("f{i}"), "data": format!("d{i}")}),
+                )
+            })
+        })
+        .collect();
+    for (i, client) in clients.into_iter().enumerate() {
+        let (status, body) = client.join().unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["before"], json!([]), "{body}");
+        assert_eq!(body["read"], json!(format!("d{i}")), "{body}");
+        assert_eq!(body["escaped_reads"], json!([]), "{body}");
+        assert_eq!(body["escaped_writes"], json!([]), "{body}");
+    }
+    let left: Vec<_> = std::fs::read_dir(parent.path()).unwrap().collect();
+    assert!(left.is_empty(), "scratch left behind: {left:?}");
+    // Another action that did not ask for one has no directory.
+    init_at(&app, "plain", modules::SCRATCH);
+    let (status, body) = run_at(&app, "plain", json!({}));
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no scratch directory")),
+        "{body}"
+    );
+    let (status, body) = app.post(
+        "/typo/init",
+        &init_body(modules::SCRATCH, "main", json!({"OW_SCRATCH": "sure"})),
+    );
+    assert_eq!(status, 400, "{body}");
+}
+
+pub fn table_and_stack_limits_are_flags(engine: &str) {
+    let app = spawn_app_with(
+        engine,
+        &["--max-table-elements", "90", "--max-stack-kb", "64"],
+        &[],
+    );
+    let big_table = wat::parse_str(
+        r#"(module (memory (export "memory") 1) (table 100 funcref)
+             (func (export "ow_alloc") (param i32) (result i32) (i32.const 0))
+             (func (export "main") (param i32 i32) (result i64) (i64.const 0)))"#,
+    )
+    .unwrap();
+    let (status, body) = app.post("/t/init", &init_body(&big_table, "main", Value::Null));
+    assert_eq!(status, 502, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("limit of 90"),
+        "{body}"
+    );
+    // An action may lower the table limit further, not raise it.
+    let (status, body) = app.post(
+        "/echo/init",
+        &init_body(modules::ECHO, "main", json!({"OW_MAX_TABLE_ELEMENTS": "1"})),
+    );
+    assert_eq!(status, 502, "{body}");
+    init_at(&app, "stack", modules::STACKBOMB);
+    let (status, body) = run_at(&app, "stack", json!({}));
+    assert_eq!(status, 502, "{body}");
+    // Still serving.
+    init_at(&app, "add", modules::ADD);
+    assert_eq!(
+        run_at(&app, "add", json!({"param1": 2, "param2": 3})),
+        (200, json!({"result": 5}))
+    );
+}

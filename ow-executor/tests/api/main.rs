@@ -52,6 +52,8 @@ engine_suite! {
         a_sleep_past_the_time_limit_is_answered_in_time,
         an_action_may_lower_its_own_limits,
         sigterm_lets_the_in_flight_activation_finish_then_exits_0,
+        a_scratch_directory_is_private_to_each_activation_and_removed,
+        table_and_stack_limits_are_flags,
         memory_bomb_does_not_disturb_other_activations
     ],
     compliance: [
