@@ -1,5 +1,11 @@
 #![doc = include_str!("../README.md")]
 
+pub mod manifest;
+
+pub use manifest::{
+    Artifact, FileRef, MANIFEST_NAME, Manifest, SigningKey, TrustError, TrustPolicy, WASM_NAME,
+};
+
 use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use std::io::{Cursor, Read};
@@ -11,7 +17,7 @@ pub const MAX_MODULE_BYTES: u64 = 48 * 1024 * 1024;
 /// Most entries a zip may have.
 pub const MAX_ZIP_ENTRIES: usize = 1024;
 /// The name that wins when a zip holds several `.wasm` files.
-pub const PREFERRED_ENTRY: &str = "action.wasm";
+pub const PREFERRED_ENTRY: &str = WASM_NAME;
 
 /// Why the code cannot be used. The executor answers [`ArtifactError::BadBase64`]
 /// with 400 and [`ArtifactError::Load`] with 502.
@@ -42,6 +48,59 @@ const BASE64: GeneralPurpose = GeneralPurpose::new(
 /// [`ArtifactError::BadBase64`] for bad base64 with `binary: true`,
 /// [`ArtifactError::Load`] for text code, a bad zip, or bytes that are not wasm.
 pub fn decode(code: &str, binary: bool) -> Result<Vec<u8>, ArtifactError> {
+    decode_package(code, binary).map(Package::into_wasm)
+}
+
+/// What /init's `code` held: the module, and for a zip, the archive (which
+/// may hold a precompiler [`Manifest`] and precompiled artifacts).
+pub struct Package {
+    wasm: Vec<u8>,
+    archive: Option<zip::ZipArchive<Cursor<Vec<u8>>>>,
+}
+
+impl Package {
+    /// The module's bytes (`action.wasm` for a precompiler zip).
+    pub fn wasm(&self) -> &[u8] {
+        &self.wasm
+    }
+
+    /// The module's bytes, by value.
+    pub fn into_wasm(self) -> Vec<u8> {
+        self.wasm
+    }
+
+    /// Whether the zip holds a `manifest.json` (a precompiler zip).
+    pub fn has_manifest(&self) -> bool {
+        self.archive
+            .as_ref()
+            .is_some_and(|a| a.index_for_name(MANIFEST_NAME).is_some())
+    }
+
+    /// The raw bytes of entry `name`, at most `max` of them; `None` for a
+    /// raw module or a zip without that entry.
+    ///
+    /// # Errors
+    /// [`ArtifactError::Load`] when the entry is larger than `max` or does
+    /// not decompress.
+    pub fn read_entry(&mut self, name: &str, max: u64) -> Result<Option<Vec<u8>>, ArtifactError> {
+        let Some(archive) = self.archive.as_mut() else {
+            return Ok(None);
+        };
+        let entry = match archive.by_name(name) {
+            Ok(entry) => entry,
+            Err(zip::result::ZipError::FileNotFound) => return Ok(None),
+            Err(e) => return Err(bad_zip(e)),
+        };
+        read_bounded(entry, name, max).map(Some)
+    }
+}
+
+/// Decode `code` (see [`decode`]) and keep a zip's archive for
+/// [`Package::read_entry`].
+///
+/// # Errors
+/// As [`decode`].
+pub fn decode_package(code: &str, binary: bool) -> Result<Package, ArtifactError> {
     let compact: Vec<u8> = code.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
     let bytes = match BASE64.decode(&compact) {
         Ok(bytes) => bytes,
@@ -51,9 +110,17 @@ pub fn decode(code: &str, binary: bool) -> Result<Vec<u8>, ArtifactError> {
         Err(_) => return Err(text_code()),
     };
     if bytes.starts_with(WASM_MAGIC) {
-        Ok(bytes)
+        Ok(Package {
+            wasm: bytes,
+            archive: None,
+        })
     } else if bytes.starts_with(ZIP_MAGIC) {
-        wasm_from_zip(&bytes)
+        let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).map_err(bad_zip)?;
+        let wasm = wasm_from_zip(&mut archive)?;
+        Ok(Package {
+            wasm,
+            archive: Some(archive),
+        })
     } else if binary {
         Err(ArtifactError::Load(
             "The code is neither a WebAssembly module nor a zip archive holding one.".into(),
@@ -76,8 +143,7 @@ fn bad_zip(e: impl std::fmt::Display) -> ArtifactError {
 }
 
 /// Find the module in a zip and read it, bounded.
-fn wasm_from_zip(bytes: &[u8]) -> Result<Vec<u8>, ArtifactError> {
-    let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).map_err(bad_zip)?;
+fn wasm_from_zip(archive: &mut zip::ZipArchive<Cursor<Vec<u8>>>) -> Result<Vec<u8>, ArtifactError> {
     if archive.len() > MAX_ZIP_ENTRIES {
         return Err(ArtifactError::Load(format!(
             "The zip archive has {} entries, more than the {MAX_ZIP_ENTRIES} allowed.",
@@ -117,24 +183,34 @@ fn wasm_from_zip(bytes: &[u8]) -> Result<Vec<u8>, ArtifactError> {
             })?,
     };
     let entry = archive.by_name(&name).map_err(bad_zip)?;
-    if entry.size() > MAX_MODULE_BYTES {
-        return Err(too_big(&name));
-    }
-    let mut wasm = Vec::with_capacity(entry.size() as usize);
-    // The declared size can lie: bound the read itself too.
-    entry
-        .take(MAX_MODULE_BYTES + 1)
-        .read_to_end(&mut wasm)
-        .map_err(bad_zip)?;
-    if wasm.len() as u64 > MAX_MODULE_BYTES {
-        return Err(too_big(&name));
-    }
+    let wasm = read_bounded(entry, &name, MAX_MODULE_BYTES)?;
     if !wasm.starts_with(WASM_MAGIC) {
         return Err(ArtifactError::Load(format!(
             "{name} in the zip archive is not a WebAssembly module."
         )));
     }
     Ok(wasm)
+}
+
+/// Read a zip entry of at most `max` bytes.
+fn read_bounded<R: Read>(
+    entry: zip::read::ZipFile<'_, R>,
+    name: &str,
+    max: u64,
+) -> Result<Vec<u8>, ArtifactError> {
+    if entry.size() > max {
+        return Err(too_big(name, max));
+    }
+    let mut bytes = Vec::with_capacity(entry.size() as usize);
+    // The declared size can lie: bound the read itself too.
+    entry
+        .take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(bad_zip)?;
+    if bytes.len() as u64 > max {
+        return Err(too_big(name, max));
+    }
+    Ok(bytes)
 }
 
 /// A relative path without `..` components, as `zip`'s `enclosed_name`
@@ -145,9 +221,9 @@ fn is_safe_name(name: &str) -> bool {
         && name.split(['/', '\\']).all(|part| part != "..")
 }
 
-fn too_big(name: &str) -> ArtifactError {
+fn too_big(name: &str, max: u64) -> ArtifactError {
     ArtifactError::Load(format!(
-        "{name} in the zip archive is larger than {MAX_MODULE_BYTES} bytes."
+        "{name} in the zip archive is larger than {max} bytes."
     ))
 }
 

@@ -212,6 +212,70 @@ fn expect_func(
     }
 }
 
+/// Every export of `wasm` with its kind, read from the binary without an
+/// engine (for the precompiler's manifest).
+///
+/// # Errors
+/// [`Error::InvalidModule`] for bytes that do not parse.
+pub fn exports(wasm: &[u8]) -> Result<Vec<(String, ExportKind)>> {
+    use wasmparser::{CompositeInnerType, ExternalKind, Parser, Payload, TypeRef, ValType};
+    let invalid = |e: wasmparser::BinaryReaderError| Error::InvalidModule(e.to_string());
+    let kind = |ty: ValType| match ty {
+        ValType::I32 => ValKind::I32,
+        ValType::I64 => ValKind::I64,
+        other => ValKind::Other(other.to_string()),
+    };
+    let mut types: Vec<Option<ExportKind>> = Vec::new();
+    // The type index of every function, imported ones first.
+    let mut funcs: Vec<u32> = Vec::new();
+    let mut exports = Vec::new();
+    for payload in Parser::new(0).parse_all(wasm) {
+        match payload.map_err(invalid)? {
+            Payload::TypeSection(section) => {
+                for group in section {
+                    for sub in group.map_err(invalid)?.into_types() {
+                        types.push(match &sub.composite_type.inner {
+                            CompositeInnerType::Func(f) => Some(ExportKind::Func {
+                                params: f.params().iter().map(|&t| kind(t)).collect(),
+                                results: f.results().iter().map(|&t| kind(t)).collect(),
+                            }),
+                            _ => None,
+                        });
+                    }
+                }
+            }
+            Payload::ImportSection(section) => {
+                for import in section.into_imports() {
+                    if let TypeRef::Func(ty) = import.map_err(invalid)?.ty {
+                        funcs.push(ty);
+                    }
+                }
+            }
+            Payload::FunctionSection(section) => {
+                for ty in section {
+                    funcs.push(ty.map_err(invalid)?);
+                }
+            }
+            Payload::ExportSection(section) => {
+                for export in section {
+                    let export = export.map_err(invalid)?;
+                    let described = match export.kind {
+                        ExternalKind::Func => funcs
+                            .get(export.index as usize)
+                            .and_then(|&ty| types.get(ty as usize).cloned().flatten())
+                            .unwrap_or(ExportKind::Other),
+                        ExternalKind::Memory => ExportKind::Memory { is_64: false },
+                        _ => ExportKind::Other,
+                    };
+                    exports.push((export.name.to_owned(), described));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(exports)
+}
+
 /// Refuse, at /init, a module that defines a table larger than `max`
 /// elements (its declared minimum; growth past `max` is the engines' job).
 ///
@@ -353,6 +417,40 @@ pub fn finish(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn exports_are_described_from_the_binary() {
+        let module = wat::parse_str(
+            r#"(module (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
+                 (memory (export "memory") 1)
+                 (func (export "ow_alloc") (param i32) (result i32) (i32.const 0))
+                 (func (export "main") (param i32 i32) (result i64) (i64.const 0)))"#,
+        )
+        .unwrap();
+        let found = exports(&module).unwrap();
+        assert_eq!(
+            found[0],
+            ("memory".into(), ExportKind::Memory { is_64: false })
+        );
+        assert_eq!(
+            found[2],
+            (
+                "main".into(),
+                ExportKind::Func {
+                    params: vec![ValKind::I32, ValKind::I32],
+                    results: vec![ValKind::I64]
+                }
+            )
+        );
+        let lookup = |name: &str| {
+            found
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, k)| k.clone())
+        };
+        assert_eq!(classify(&lookup, "main").unwrap(), ActionAbi::Sdk);
+        assert!(exports(b"\0asm\x01\0\0\0garbage").is_err());
+    }
 
     #[test]
     fn tables_above_the_limit_are_refused_before_compiling() {

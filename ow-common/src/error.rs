@@ -81,4 +81,8 @@ pub enum Error {
     /// pool exhausted, out of host memory).
     #[error("no resources for the activation: {0}")]
     Resources(String),
+
+    /// This engine cannot do what was asked (precompiling, on WAMR).
+    #[error("not supported by this engine: {0}")]
+    Unsupported(String),
 }

@@ -2,6 +2,7 @@
 
 pub mod abi;
 pub mod context;
+pub mod digest;
 pub mod error;
 pub mod log;
 pub mod payload;

@@ -120,6 +120,55 @@ pub trait WasmRuntime: Send + Sync {
     /// [`crate::Error::InvalidModule`], [`crate::Error::UnknownAbi`],
     /// [`crate::Error::MissingExport`] or [`crate::Error::ExportType`].
     fn prepare(&self, wasm: &[u8], spec: ActionSpec) -> Result<Arc<dyn PreparedAction>>;
+
+    /// What a precompiled artifact must have been made for to load in this
+    /// engine as configured: a hex digest covering the engine's version,
+    /// target, CPU features and code-generation settings. `None` when the
+    /// engine has no precompiled form.
+    fn compatibility_hash(&self) -> Option<String> {
+        None
+    }
+
+    /// Compile `wasm` ahead of time into this engine's native artifact,
+    /// loadable by [`WasmRuntime::prepare_precompiled`] on an engine with
+    /// the same [`WasmRuntime::compatibility_hash`].
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidModule`], or [`crate::Error::Unsupported`].
+    fn precompile(&self, wasm: &[u8]) -> Result<Vec<u8>> {
+        let _ = wasm;
+        Err(crate::Error::Unsupported(format!(
+            "{} has no precompiled form",
+            self.name()
+        )))
+    }
+
+    /// Like [`WasmRuntime::prepare`], from an artifact of
+    /// [`WasmRuntime::precompile`] instead of compiling `wasm` (which is still
+    /// given, for the checks that read the module itself).
+    ///
+    /// # Safety
+    /// The artifact becomes machine code run in this process: it must come
+    /// from `precompile` of a compatible engine, by someone trusted (a
+    /// signed manifest, or this executor's own compile cache), and be intact.
+    /// A mismatched engine version or configuration is detected and refused;
+    /// forged bytes are not.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidModule`] when the artifact does not load, as
+    /// for [`WasmRuntime::prepare`] otherwise.
+    unsafe fn prepare_precompiled(
+        &self,
+        wasm: &[u8],
+        artifact: &[u8],
+        spec: ActionSpec,
+    ) -> Result<Arc<dyn PreparedAction>> {
+        let _ = (wasm, artifact, spec);
+        Err(crate::Error::Unsupported(format!(
+            "{} has no precompiled form",
+            self.name()
+        )))
+    }
 }
 
 /// An action ready to run, shared by all of its concurrent activations.

@@ -99,6 +99,35 @@ pub struct Cli {
     #[arg(long, env = "OW_MAX_RUN_BYTES", default_value_t = 8 << 20)]
     pub max_run_bytes: usize,
 
+    /// Key for precompiled artifacts: a zip's native code is loaded only if
+    /// its manifest is signed (HMAC-SHA256) with this key; otherwise its
+    /// action.wasm is compiled. Prefer --artifact-key-file.
+    #[arg(long, env = "OW_ARTIFACT_KEY", hide_env_values = true)]
+    pub artifact_key: Option<String>,
+
+    /// File holding the artifact key (see --artifact-key).
+    #[arg(long, env = "OW_ARTIFACT_KEY_FILE", conflicts_with = "artifact_key")]
+    pub artifact_key_file: Option<PathBuf>,
+
+    /// DANGER, closed deployments only: load native code from zips whose
+    /// manifest is not signed. Anyone who can upload an action can then run
+    /// arbitrary machine code in this process, outside the wasm sandbox.
+    /// A signature that does not verify is still refused.
+    #[arg(long, env = "OW_TRUST_UNSIGNED_ARTIFACTS")]
+    pub trust_unsigned_artifacts: bool,
+
+    /// Compile cache directory: compiled actions are kept there, keyed by
+    /// the module's digest and the engine's version and settings, so a cold
+    /// start of a known action skips compilation. Keep it private to the
+    /// executor (it holds native code the executor loads). Off by default.
+    #[arg(long, env = "OW_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Largest size of the compile cache, in MiB (least recently used
+    /// entries are evicted).
+    #[arg(long, env = "OW_CACHE_MAX_MB", default_value_t = 1024)]
+    pub cache_max_mb: u64,
+
     /// HTTP worker threads (0: one per core). Wasm runs on a separate pool.
     #[arg(long, env = "OW_HTTP_WORKERS", default_value_t = 0)]
     pub http_workers: usize,
@@ -181,6 +210,29 @@ impl Cli {
             max_table_elements: self.max_table_elements,
             max_stack_bytes: (self.max_stack_kb as usize) << 10,
         }
+    }
+
+    /// The trust policy for precompiled artifacts.
+    ///
+    /// # Errors
+    /// An unreadable key file or a key that is too short.
+    pub fn trust_policy(&self) -> Result<ow_artifact::TrustPolicy, String> {
+        let bytes = match (&self.artifact_key, &self.artifact_key_file) {
+            (Some(key), _) => Some(key.as_bytes().to_vec()),
+            (None, Some(path)) => Some(
+                std::fs::read(path)
+                    .map_err(|e| format!("cannot read the artifact key {}: {e}", path.display()))?,
+            ),
+            (None, None) => None,
+        };
+        let key = bytes
+            .map(|b| ow_artifact::SigningKey::new(&b))
+            .transpose()
+            .map_err(|e| format!("artifact key: {e}"))?;
+        Ok(ow_artifact::TrustPolicy {
+            key,
+            trust_unsigned: self.trust_unsigned_artifacts,
+        })
     }
 
     /// The parent of scratch directories.

@@ -6,6 +6,7 @@
 mod cli;
 mod engines;
 mod error;
+mod load;
 mod logs;
 mod server;
 
@@ -40,8 +41,23 @@ fn main() -> anyhow::Result<()> {
         wasm_thread_stack_bytes: cli.limits().max_stack_bytes.max(4 << 20) + (4 << 20),
         scratch_dir: cli.scratch_dir(),
     };
-    let state =
-        server::AppState::new(engines, settings).context("cannot start the wasm thread pool")?;
+    let trust = cli.trust_policy().map_err(anyhow::Error::msg)?;
+    if trust.trust_unsigned {
+        tracing::warn!(
+            "--trust-unsigned-artifacts: native code in unsigned uploads is loaded; \
+             every uploader can run arbitrary code in this process"
+        );
+    }
+    let cache = match &cli.cache_dir {
+        Some(dir) => Some(
+            load::CompileCache::open(dir, cli.cache_max_mb.saturating_mul(1 << 20))
+                .with_context(|| format!("cannot open the compile cache {}", dir.display()))?,
+        ),
+        None => None,
+    };
+    let loader = load::Loader::new(trust, cache);
+    let state = server::AppState::new(engines, loader, settings)
+        .context("cannot start the wasm thread pool")?;
     // Bind only once /init can be served: the invoker retries refused connections.
     let listener = std::net::TcpListener::bind((cli.host.as_str(), cli.port))
         .with_context(|| format!("cannot listen on {}:{}", cli.host, cli.port))?;

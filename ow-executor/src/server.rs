@@ -2,6 +2,7 @@
 
 use crate::engines::Engines;
 use crate::error::ApiError;
+use crate::load::{LoadPath, Loader};
 use crate::logs::LogSink;
 use actix_web::dev::Server;
 use actix_web::web::{self, Data, Payload};
@@ -59,6 +60,8 @@ pub struct AppState {
     wasm_pool: WasmPool,
     /// One permit per activation that may run at once.
     slots: Arc<tokio::sync::Semaphore>,
+    /// Precompiled artifacts and the compile cache.
+    loader: Arc<Loader>,
 }
 
 /// One action slot: standard mode has one, multi-action mode one per id.
@@ -75,7 +78,11 @@ impl AppState {
     ///
     /// # Errors
     /// When the wasm thread pool cannot be created.
-    pub fn new(engines: Engines, settings: ServerSettings) -> std::io::Result<Self> {
+    pub fn new(
+        engines: Engines,
+        loader: Loader,
+        settings: ServerSettings,
+    ) -> std::io::Result<Self> {
         let wasm_pool = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .max_blocking_threads(settings.max_wasm_threads.max(1))
@@ -92,6 +99,7 @@ impl AppState {
             slots: Arc::new(tokio::sync::Semaphore::new(settings.max_concurrency.max(1))),
             settings,
             wasm_pool,
+            loader: Arc::new(loader),
         })
     }
 
@@ -287,9 +295,11 @@ async fn init(state: Data<AppState>, id: String, body: Payload) -> Result<HttpRe
     let result = prepare(&state, req).await;
     let mut containers = state.containers();
     match result {
-        Ok((action, max_duration)) => {
+        Ok((action, max_duration, path)) => {
             containers.insert(id, Container::Ready(action, max_duration));
-            Ok(HttpResponse::Ok().json(json!({ "ok": true })))
+            Ok(HttpResponse::Ok()
+                .insert_header(("X-Ow-Init-Path", path.name()))
+                .json(json!({ "ok": true })))
         }
         Err(e) => {
             // A failed /init leaves the container uninitialised: it may be retried.
@@ -302,7 +312,7 @@ async fn init(state: Data<AppState>, id: String, body: Payload) -> Result<HttpRe
 async fn prepare(
     state: &Data<AppState>,
     req: InitRequest,
-) -> Result<(Arc<dyn PreparedAction>, std::time::Duration), ApiError> {
+) -> Result<(Arc<dyn PreparedAction>, std::time::Duration, LoadPath), ApiError> {
     let value = req.value.unwrap_or_default();
     let env = value.env_strings();
     let limits =
@@ -330,19 +340,27 @@ async fn prepare(
     let binary = value.binary.unwrap_or(false);
     let code = value.code.unwrap_or_default();
     let started = std::time::Instant::now();
+    let loader = Arc::clone(&state.loader);
     let prepared = state
         .blocking(move || {
-            let wasm = ow_artifact::decode(&code, binary).map_err(|e| match e {
+            let package = ow_artifact::decode_package(&code, binary).map_err(|e| match e {
                 ow_artifact::ArtifactError::BadBase64(_) => ApiError::BadRequest(e.to_string()),
                 ow_artifact::ArtifactError::Load(_) => ApiError::Load(e.to_string()),
             })?;
-            runtime
-                .prepare(&wasm, spec)
+            loader
+                .load(&*runtime, package, spec)
                 .map_err(|e| ApiError::Load(e.to_string()))
         })
         .await??;
-    tracing::info!(engine, abi = %prepared.abi(), elapsed = ?started.elapsed(), "initialized");
-    Ok((prepared, max_duration))
+    let (prepared, path) = prepared;
+    tracing::info!(
+        engine,
+        abi = %prepared.abi(),
+        path = path.name(),
+        elapsed = ?started.elapsed(),
+        "initialized"
+    );
+    Ok((prepared, max_duration, path))
 }
 
 async fn run(state: Data<AppState>, id: &str, body: Payload) -> Result<HttpResponse, ApiError> {

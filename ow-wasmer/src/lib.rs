@@ -11,6 +11,7 @@ use ow_common::{
     ActionSpec, ActivationContext, ActivationOutput, Error, Limits, PreparedAction, Result,
     SCRATCH_GUEST_DIR, WasmRuntime,
 };
+use std::hash::Hash as _;
 use std::io::Write as _;
 use std::sync::Arc;
 use wasmer::sys::vm::VMConfig;
@@ -44,6 +45,8 @@ const WASI_MODULES: &[&str] = &["wasi_snapshot_preview1", "wasi_unstable"];
 ///   time limit passes.
 pub struct WasmerRuntime {
     engine: Engine,
+    /// [`WasmRuntime::compatibility_hash`], computed once.
+    compatibility: String,
     wasi: Arc<dyn Runtime + Send + Sync>,
     /// wasix's tokio runtime; `None` only while dropping.
     tokio: Option<tokio::runtime::Runtime>,
@@ -99,7 +102,17 @@ impl WasmerRuntime {
         wasi.set_engine(engine.clone());
         wasi.set_networking_implementation(UnsupportedVirtualNetworking::default());
         wasi.http_client = None;
+        let mut hasher = ow_common::digest::Sha256Hasher::default();
+        // The version, the compiler and its settings, the target triple and
+        // CPU features: what a serialized module depends on.
+        (
+            WASMER_VERSION,
+            engine.deterministic_id(),
+            format!("{:?}", engine.target()),
+        )
+            .hash(&mut hasher);
         Ok(Self {
+            compatibility: hasher.hex(),
             engine,
             wasi: Arc::new(wasi),
             tokio_handle: tokio.handle().clone(),
@@ -152,16 +165,71 @@ impl WasmRuntime for WasmerRuntime {
 
     fn prepare(&self, wasm: &[u8], spec: ActionSpec) -> Result<Arc<dyn PreparedAction>> {
         let limits = spec.limits.within(&self.limits);
-        // The memory cap lives in the engine's tunables: an action with a
-        // lower cap gets a capped clone of the engine.
+        abi::check_tables(wasm, limits.max_table_elements)?;
+        let engine = self.engine_for(&limits);
+        let module = Module::new(&engine, wasm).map_err(|e| Error::InvalidModule(e.to_string()))?;
+        self.prepare_module(module, engine, spec, limits)
+    }
+
+    fn compatibility_hash(&self) -> Option<String> {
+        Some(self.compatibility.clone())
+    }
+
+    fn precompile(&self, wasm: &[u8]) -> Result<Vec<u8>> {
+        let module =
+            Module::new(&self.engine, wasm).map_err(|e| Error::InvalidModule(e.to_string()))?;
+        module
+            .serialize()
+            .map(|bytes| bytes.to_vec())
+            .map_err(|e| Error::InvalidModule(format!("cannot serialize the module: {e}")))
+    }
+
+    unsafe fn prepare_precompiled(
+        &self,
+        wasm: &[u8],
+        artifact: &[u8],
+        spec: ActionSpec,
+    ) -> Result<Arc<dyn PreparedAction>> {
+        let limits = spec.limits.within(&self.limits);
+        abi::check_tables(wasm, limits.max_table_elements)?;
+        // wasmer's deserializer also loads ELF and object files (wasmtime's
+        // artifacts among them) as "static artifacts": accept only what
+        // `Module::serialize` writes.
+        if !wasmer::sys::Artifact::is_deserializable(artifact) {
+            return Err(Error::InvalidModule(
+                "not a module serialized by wasmer".into(),
+            ));
+        }
+        let engine = self.engine_for(&limits);
+        // SAFETY: the caller vouches for the artifact's origin (see the
+        // trait); wasmer checks its header and version.
+        let module = unsafe { Module::deserialize(&engine, artifact.to_vec()) }.map_err(|e| {
+            Error::InvalidModule(format!("cannot load the precompiled module: {e}"))
+        })?;
+        self.prepare_module(module, engine, spec, limits)
+    }
+}
+
+impl WasmerRuntime {
+    /// The memory and table caps live in the engine's tunables: an action
+    /// with lower caps gets a capped clone of the engine.
+    fn engine_for(&self, limits: &Limits) -> Engine {
         let same_caps = limits.max_memory_bytes == self.limits.max_memory_bytes
             && limits.max_table_elements == self.limits.max_table_elements;
-        let engine = match same_caps {
+        match same_caps {
             true => self.engine.clone(),
-            false => capped(&self.engine, &limits),
-        };
-        abi::check_tables(wasm, limits.max_table_elements)?;
-        let module = Module::new(&engine, wasm).map_err(|e| Error::InvalidModule(e.to_string()))?;
+            false => capped(&self.engine, limits),
+        }
+    }
+
+    /// Check imports, classify and type-check a compiled module.
+    fn prepare_module(
+        &self,
+        module: Module,
+        engine: Engine,
+        spec: ActionSpec,
+        limits: Limits,
+    ) -> Result<Arc<dyn PreparedAction>> {
         // Anything but WASI would fail at instantiation: say so at /init.
         if let Some(import) = module
             .imports()

@@ -11,11 +11,12 @@ use ow_common::{
     ActionSpec, ActivationContext, ActivationOutput, Error, Limits, PreparedAction, Result,
     SCRATCH_GUEST_DIR, WasmRuntime, scratch,
 };
+use std::hash::Hash as _;
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::{
     Engine, ExternType, FuncType, InstancePre, Linker, Memory, Module, PoolConcurrencyLimitError,
-    Store, StoreLimits, StoreLimitsBuilder, Trap, TypedFunc, ValType,
+    Precompiled, Store, StoreLimits, StoreLimitsBuilder, Trap, TypedFunc, ValType,
 };
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
@@ -31,6 +32,8 @@ const EPOCH_TICK: Duration = Duration::from_millis(5);
 /// The wasmtime engine: one per process.
 pub struct WasmtimeRuntime {
     engine: Engine,
+    /// [`WasmRuntime::compatibility_hash`], computed once.
+    compatibility: String,
     linker: Arc<Linker<ActivationState>>,
     limits: Limits,
     pooling: bool,
@@ -62,7 +65,12 @@ impl WasmtimeRuntime {
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut ActivationState| &mut s.wasi)
             .map_err(|e| Error::Resources(format!("cannot link WASI: {e:#}")))?;
         spawn_epoch_ticker(&engine);
+        let mut hasher = ow_common::digest::Sha256Hasher::default();
+        // Covers wasmtime's version, target, CPU features and every setting
+        // that changes the generated code.
+        (WASMTIME_VERSION, engine.precompile_compatibility_hash()).hash(&mut hasher);
         Ok(Self {
+            compatibility: hasher.hex(),
             engine,
             linker: Arc::new(linker),
             limits: config.limits,
@@ -115,6 +123,50 @@ impl WasmRuntime for WasmtimeRuntime {
         abi::check_tables(wasm, limits.max_table_elements)?;
         let module =
             Module::new(&self.engine, wasm).map_err(|e| Error::InvalidModule(format!("{e:#}")))?;
+        self.prepare_module(module, spec, limits)
+    }
+
+    fn compatibility_hash(&self) -> Option<String> {
+        Some(self.compatibility.clone())
+    }
+
+    fn precompile(&self, wasm: &[u8]) -> Result<Vec<u8>> {
+        self.engine
+            .precompile_module(wasm)
+            .map_err(|e| Error::InvalidModule(format!("{e:#}")))
+    }
+
+    unsafe fn prepare_precompiled(
+        &self,
+        wasm: &[u8],
+        artifact: &[u8],
+        spec: ActionSpec,
+    ) -> Result<Arc<dyn PreparedAction>> {
+        let limits = spec.limits.within(&self.limits);
+        abi::check_tables(wasm, limits.max_table_elements)?;
+        if Engine::detect_precompiled(artifact) != Some(Precompiled::Module) {
+            return Err(Error::InvalidModule(
+                "not a module precompiled by wasmtime".into(),
+            ));
+        }
+        // SAFETY: the caller vouches for the artifact's origin (see the
+        // trait); wasmtime itself refuses one made by another version or
+        // with other settings.
+        let module = unsafe { Module::deserialize(&self.engine, artifact) }.map_err(|e| {
+            Error::InvalidModule(format!("cannot load the precompiled module: {e:#}"))
+        })?;
+        self.prepare_module(module, spec, limits)
+    }
+}
+
+impl WasmtimeRuntime {
+    /// Classify, link and type-check a compiled module.
+    fn prepare_module(
+        &self,
+        module: Module,
+        spec: ActionSpec,
+        limits: Limits,
+    ) -> Result<Arc<dyn PreparedAction>> {
         let abi = abi::classify(&|name| export_kind(&module, name), &spec.entry)?;
         let pre = self
             .linker

@@ -147,6 +147,29 @@ impl TestApp {
         (status, value)
     }
 
+    /// POST JSON; returns the status, the value of response header
+    /// `header`, and the body.
+    pub fn post_header(
+        &self,
+        path: &str,
+        body: &Value,
+        header: &str,
+    ) -> (u16, Option<String>, Value) {
+        let mut resp = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("Content-Type", "application/json")
+            .send(&serde_json::to_vec(body).unwrap())
+            .unwrap_or_else(|e| panic!("POST {path} failed: {e}"));
+        let status = resp.status().as_u16();
+        let value = resp
+            .headers()
+            .get(header)
+            .map(|v| v.to_str().unwrap().to_owned());
+        let text = resp.body_mut().read_to_string().unwrap();
+        (status, value, serde_json::from_str(&text).unwrap())
+    }
+
     pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
         self.post_raw(path, &serde_json::to_vec(body).unwrap())
     }

@@ -355,11 +355,11 @@ pub fn a_scratch_directory_is_private_to_each_activation_and_removed(engine: &st
 pub fn table_and_stack_limits_are_flags(engine: &str) {
     let app = spawn_app_with(
         engine,
-        &["--max-table-elements", "90", "--max-stack-kb", "64"],
+        &["--max-table-elements", "1000", "--max-stack-kb", "64"],
         &[],
     );
     let big_table = wat::parse_str(
-        r#"(module (memory (export "memory") 1) (table 100 funcref)
+        r#"(module (memory (export "memory") 1) (table 5000 funcref)
              (func (export "ow_alloc") (param i32) (result i32) (i32.const 0))
              (func (export "main") (param i32 i32) (result i64) (i64.const 0)))"#,
     )
@@ -367,7 +367,7 @@ pub fn table_and_stack_limits_are_flags(engine: &str) {
     let (status, body) = app.post("/t/init", &init_body(&big_table, "main", Value::Null));
     assert_eq!(status, 502, "{body}");
     assert!(
-        body["error"].as_str().unwrap().contains("limit of 90"),
+        body["error"].as_str().unwrap().contains("limit of 1000"),
         "{body}"
     );
     // An action may lower the table limit further, not raise it.

@@ -14,6 +14,7 @@ mod hostile;
 mod http;
 mod limits;
 mod multi_action;
+mod precompiled;
 mod stress;
 
 /// Generate `mod <engine> { mod <module> { #[test] fn <test>() } }` for each engine.
