@@ -5,10 +5,11 @@
 use ow_artifact::{MANIFEST_NAME, Package, TrustPolicy, manifest};
 use ow_common::digest::sha256_hex;
 use ow_common::{ActionSpec, PreparedAction, Result, WasmRuntime};
+use std::collections::HashMap;
 use std::io::Write as _;
 use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::SystemTime;
 
 /// Largest precompiled artifact read from a zip: native code is a few times
@@ -24,6 +25,9 @@ pub enum LoadPath {
     Cached,
     /// Compiled at this /init.
     Compiled,
+    /// The prepared action of a live container with the same code, engine
+    /// and settings (nothing decoded, compiled or copied).
+    Shared,
 }
 
 impl LoadPath {
@@ -33,6 +37,7 @@ impl LoadPath {
             LoadPath::Precompiled => "precompiled",
             LoadPath::Cached => "cached",
             LoadPath::Compiled => "compiled",
+            LoadPath::Shared => "shared",
         }
     }
 }
@@ -41,12 +46,61 @@ impl LoadPath {
 pub struct Loader {
     trust: TrustPolicy,
     cache: Option<CompileCache>,
+    /// Live prepared actions by [`Loader::shared_key`]: containers of the
+    /// same action share one (it is immutable; every activation still gets
+    /// a fresh instance), so the thousandth container of an action costs a
+    /// map entry, not another copy of its compiled code.
+    shared: Mutex<HashMap<SharedKey, Weak<dyn PreparedAction>>>,
 }
+
+/// BLAKE3 of everything a prepared action depends on.
+pub type SharedKey = [u8; 32];
 
 impl Loader {
     /// A loader trusting `trust`'s manifests, caching in `cache` if any.
     pub fn new(trust: TrustPolicy, cache: Option<CompileCache>) -> Self {
-        Self { trust, cache }
+        Self {
+            trust,
+            cache,
+            shared: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The key of an /init: the engine, the code as sent and the whole
+    /// spec (entry, env, limits, scratch). BLAKE3, so that no upload can be
+    /// made to collide with another action's.
+    pub fn shared_key(engine: &str, code: &str, binary: bool, spec: &ActionSpec) -> SharedKey {
+        let mut hasher = blake3::Hasher::new();
+        for part in [
+            engine.as_bytes(),
+            &[u8::from(binary)],
+            format!("{spec:?}").as_bytes(),
+        ] {
+            hasher.update(&(part.len() as u64).to_le_bytes());
+            hasher.update(part);
+        }
+        hasher.update(code.as_bytes());
+        *hasher.finalize().as_bytes()
+    }
+
+    /// The live prepared action with this key, if any.
+    pub fn shared(&self, key: &SharedKey) -> Option<Arc<dyn PreparedAction>> {
+        self.shared_map().get(key).and_then(Weak::upgrade)
+    }
+
+    /// Offer `action` to later /inits with the same key.
+    pub fn share(&self, key: SharedKey, action: &Arc<dyn PreparedAction>) {
+        let mut map = self.shared_map();
+        // Forget destroyed actions now and then (at each power of two).
+        if map.len() >= 64 && map.len().is_power_of_two() {
+            map.retain(|_, weak| weak.strong_count() > 0);
+        }
+        map.insert(key, Arc::downgrade(action));
+    }
+
+    fn shared_map(&self) -> MutexGuard<'_, HashMap<SharedKey, Weak<dyn PreparedAction>>> {
+        // Always consistent between statements: poisoning is harmless.
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Prepare the package's action on `runtime`.

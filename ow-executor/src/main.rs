@@ -8,6 +8,7 @@ mod engines;
 mod error;
 mod load;
 mod logs;
+mod metrics;
 mod server;
 
 use anyhow::Context as _;

@@ -4,6 +4,7 @@ use crate::engines::Engines;
 use crate::error::ApiError;
 use crate::load::{LoadPath, Loader};
 use crate::logs::LogSink;
+use crate::metrics::{InitLabels, Metrics, RunLabels};
 use actix_web::dev::Server;
 use actix_web::web::{self, Data, Payload};
 use actix_web::{HttpRequest, HttpResponse, HttpServer};
@@ -62,6 +63,8 @@ pub struct AppState {
     slots: Arc<tokio::sync::Semaphore>,
     /// Precompiled artifacts and the compile cache.
     loader: Arc<Loader>,
+    /// What `GET /metrics` reports.
+    metrics: Metrics,
 }
 
 /// One action slot: standard mode has one, multi-action mode one per id.
@@ -69,8 +72,8 @@ pub struct AppState {
 enum Container {
     /// /init is compiling it; a second /init is refused, /run waits for nothing.
     Initializing,
-    /// Ready to run, with its own time limit.
-    Ready(Arc<dyn PreparedAction>, std::time::Duration),
+    /// Ready to run, with its own time limit, on this engine.
+    Ready(Arc<dyn PreparedAction>, std::time::Duration, &'static str),
 }
 
 impl AppState {
@@ -100,6 +103,7 @@ impl AppState {
             settings,
             wasm_pool,
             loader: Arc::new(loader),
+            metrics: Metrics::default(),
         })
     }
 
@@ -175,6 +179,7 @@ pub fn serve(state: AppState, listener: TcpListener) -> std::io::Result<Server> 
 /// The protocol's routes: standard mode and multi-action mode on the same handlers.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/engines").route(web::get().to(list_engines)))
+        .service(web::resource("/metrics").route(web::get().to(metrics)))
         .service(post_only("/init", init_standard))
         .service(post_only("/run", run_standard))
         .service(post_only("/{container_id}/init", init_container))
@@ -199,6 +204,13 @@ async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
 
 async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::MethodNotAllowed(req.method().to_string()))
+}
+
+/// `GET /metrics`: Prometheus (OpenMetrics) text.
+async fn metrics(state: Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(state.metrics.encode())
 }
 
 /// `GET /engines`: the engines of this binary, their versions, the default.
@@ -272,6 +284,8 @@ async fn read_json<T: DeserializeOwned + Default>(
 }
 
 async fn init(state: Data<AppState>, id: String, body: Payload) -> Result<HttpResponse, ApiError> {
+    // From the headers on: reading and parsing megabytes of code counts too.
+    let started = std::time::Instant::now();
     let req: InitRequest = read_json(body, state.settings.max_init_bytes).await?;
     {
         let mut containers = state.containers();
@@ -293,10 +307,17 @@ async fn init(state: Data<AppState>, id: String, body: Payload) -> Result<HttpRe
         containers.insert(id.clone(), Container::Initializing);
     }
     let result = prepare(&state, req).await;
+    let (engine, path) = match &result {
+        Ok((_, _, path, engine)) => (*engine, path.name()),
+        Err(_) => ("unknown", "failed"),
+    };
+    state
+        .metrics
+        .init(InitLabels { engine, path }, started.elapsed().as_secs_f64());
     let mut containers = state.containers();
     match result {
-        Ok((action, max_duration, path)) => {
-            containers.insert(id, Container::Ready(action, max_duration));
+        Ok((action, max_duration, path, engine)) => {
+            containers.insert(id, Container::Ready(action, max_duration, engine));
             Ok(HttpResponse::Ok()
                 .insert_header(("X-Ow-Init-Path", path.name()))
                 .json(json!({ "ok": true })))
@@ -312,7 +333,15 @@ async fn init(state: Data<AppState>, id: String, body: Payload) -> Result<HttpRe
 async fn prepare(
     state: &Data<AppState>,
     req: InitRequest,
-) -> Result<(Arc<dyn PreparedAction>, std::time::Duration, LoadPath), ApiError> {
+) -> Result<
+    (
+        Arc<dyn PreparedAction>,
+        std::time::Duration,
+        LoadPath,
+        &'static str,
+    ),
+    ApiError,
+> {
     let value = req.value.unwrap_or_default();
     let env = value.env_strings();
     let limits =
@@ -343,13 +372,19 @@ async fn prepare(
     let loader = Arc::clone(&state.loader);
     let prepared = state
         .blocking(move || {
+            let key = Loader::shared_key(engine, &code, binary, &spec);
+            if let Some(action) = loader.shared(&key) {
+                return Ok((action, LoadPath::Shared));
+            }
             let package = ow_artifact::decode_package(&code, binary).map_err(|e| match e {
                 ow_artifact::ArtifactError::BadBase64(_) => ApiError::BadRequest(e.to_string()),
                 ow_artifact::ArtifactError::Load(_) => ApiError::Load(e.to_string()),
             })?;
-            loader
+            let (action, path) = loader
                 .load(&*runtime, package, spec)
-                .map_err(|e| ApiError::Load(e.to_string()))
+                .map_err(|e| ApiError::Load(e.to_string()))?;
+            loader.share(key, &action);
+            Ok((action, path))
         })
         .await??;
     let (prepared, path) = prepared;
@@ -360,14 +395,42 @@ async fn prepare(
         elapsed = ?started.elapsed(),
         "initialized"
     );
-    Ok((prepared, max_duration, path))
+    Ok((prepared, max_duration, path, engine))
 }
 
 async fn run(state: Data<AppState>, id: &str, body: Payload) -> Result<HttpResponse, ApiError> {
-    let (action, max_duration) = match state.containers().get(id) {
-        Some(Container::Ready(action, max_duration)) => (Arc::clone(action), *max_duration),
+    let started = std::time::Instant::now();
+    let (action, max_duration, engine) = match state.containers().get(id) {
+        Some(Container::Ready(action, max_duration, engine)) => {
+            (Arc::clone(action), *max_duration, *engine)
+        }
         Some(Container::Initializing) | None => return Err(ApiError::NotInitialized),
     };
+    state.metrics.in_flight.inc();
+    let result = activate(&state, action, max_duration, body).await;
+    state.metrics.in_flight.dec();
+    let outcome = match &result {
+        Ok(value) if value.get("error").is_some() => "application_error",
+        Ok(_) => "success",
+        Err(ApiError::Action(ActionError::Timeout(_))) => "timeout",
+        Err(ApiError::Action(_)) => "action_error",
+        Err(ApiError::Busy(_)) => "rejected",
+        Err(_) => "bad_request",
+    };
+    state.metrics.run(
+        RunLabels { engine, outcome },
+        started.elapsed().as_secs_f64(),
+    );
+    result.map(|value| HttpResponse::Ok().json(value))
+}
+
+/// Run one activation of `action`: its result, or why there is none.
+async fn activate(
+    state: &Data<AppState>,
+    action: Arc<dyn PreparedAction>,
+    max_duration: std::time::Duration,
+    body: Payload,
+) -> Result<serde_json::Value, ApiError> {
     let req: RunRequest = read_json(body, state.settings.max_run_bytes).await?;
     let ctx = req.into_context(state.api_host.clone());
     let slot = tokio::time::timeout(
@@ -381,7 +444,7 @@ async fn run(state: Data<AppState>, id: &str, body: Payload) -> Result<HttpRespo
     // Whoever claims the activation writes its logs and sentinels: the
     // activation when it ends, or the deadline guard below if it does not.
     let claimed = Arc::new(AtomicBool::new(false));
-    let (log_state, job_claimed) = (Data::clone(&state), Arc::clone(&claimed));
+    let (log_state, job_claimed) = (Data::clone(state), Arc::clone(&claimed));
     let mut job = state.wasm_pool.handle().spawn_blocking(move || {
         let output = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| action.run(&ctx)))
             .unwrap_or_else(|_| ActivationOutput {
@@ -420,8 +483,5 @@ async fn run(state: Data<AppState>, id: &str, body: Payload) -> Result<HttpRespo
         Err(_) => job.await,
     };
     let result = joined.map_err(|e| ApiError::Internal(format!("wasm task failed: {e}")))?;
-    match result {
-        Ok(value) => Ok(HttpResponse::Ok().json(value)),
-        Err(e) => Err(ApiError::Action(e)),
-    }
+    result.map_err(ApiError::Action)
 }

@@ -3,4 +3,5 @@
 
 include!(concat!(env!("OUT_DIR"), "/modules.rs"));
 
+pub mod bench;
 pub mod suite;

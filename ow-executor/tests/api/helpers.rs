@@ -193,6 +193,17 @@ impl TestApp {
         )
     }
 
+    /// GET a text resource (`/metrics`), insisting on 200.
+    pub fn get_text(&self, path: &str) -> String {
+        let mut resp = self
+            .agent
+            .get(format!("{}{path}", self.base))
+            .call()
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200, "GET {path}");
+        resp.body_mut().read_to_string().unwrap()
+    }
+
     pub fn get(&self, path: &str) -> (u16, Value) {
         let mut resp = self
             .agent

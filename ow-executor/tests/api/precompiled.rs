@@ -353,7 +353,7 @@ fn the_compile_cache_serves_a_fresh_process_and_survives_concurrent_inits() {
             let (status, path, body) = handle.join().unwrap();
             assert_eq!(status, 200, "{body}");
             assert!(
-                matches!(path.as_deref(), Some("compiled" | "cached")),
+                matches!(path.as_deref(), Some("compiled" | "cached" | "shared")),
                 "{path:?}"
             );
         }
@@ -383,11 +383,52 @@ fn the_compile_cache_serves_a_fresh_process_and_survives_concurrent_inits() {
             run(&app, "x", json!({"input": "abc", "iterations": 5})),
             expected
         );
+        // The same process shares the prepared action; a fresh one finds the
+        // rewritten entry.
         let (_, path, _) = init(&app, "y", engine, modules::HASH);
+        assert_eq!(path.as_deref(), Some("shared"));
+        drop(app);
+        let app = spawn_app_with(engine, &["--cache-dir", &dir], &[]);
+        let (_, path, _) = init(&app, "z", engine, modules::HASH);
         assert_eq!(path.as_deref(), Some("cached"));
         let files = std::fs::read_dir(cache.path().join(engine))
             .unwrap()
             .count();
         assert_eq!(files, 1, "one entry, no temporary files left");
     }
+}
+
+#[test]
+fn identical_containers_share_one_prepared_action_until_the_last_is_destroyed() {
+    let app = spawn_app("wasmtime");
+    let add = json!({"param1": 2, "param2": 3});
+    let (_, first, _) = init(&app, "a", "wasmtime", modules::ADD);
+    assert_eq!(first.as_deref(), Some("compiled"));
+    let (_, second, _) = init(&app, "b", "wasmtime", modules::ADD);
+    assert_eq!(second.as_deref(), Some("shared"));
+    // Anything else that differs is another action.
+    let (_, other_engine, _) = init(&app, "c", "wamr", modules::ADD);
+    assert_eq!(other_engine.as_deref(), Some("compiled"));
+    let (status, other_env, body) = app.post_header(
+        "/d/init",
+        &init_body(
+            modules::ADD,
+            "main",
+            json!({"OW_ENGINE": "wasmtime", "X": "1"}),
+        ),
+        "X-Ow-Init-Path",
+    );
+    assert_eq!(
+        (status, other_env.as_deref()),
+        (200, Some("compiled")),
+        "{body}"
+    );
+    // Destroying one container leaves the other running.
+    assert_eq!(app.post("/a/destroy", &json!({})).0, 200);
+    assert_eq!(run(&app, "b", add.clone()), (200, json!({"result": 5})));
+    assert_eq!(app.post("/b/destroy", &json!({})).0, 200);
+    // With no container left, the action is gone: the next /init compiles.
+    let (_, again, _) = init(&app, "e", "wasmtime", modules::ADD);
+    assert_eq!(again.as_deref(), Some("compiled"));
+    assert_eq!(run(&app, "e", add), (200, json!({"result": 5})));
 }

@@ -1,0 +1,15 @@
+//! criterion micro-benchmarks of wasmer through the `WasmRuntime` trait
+//! (see `ow_test_modules::bench`): `cargo bench -p ow-wasmer`.
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use ow_common::{Limits, WasmRuntime};
+
+fn benches(c: &mut Criterion) {
+    let make = |limits: Limits| -> Box<dyn WasmRuntime> {
+        Box::new(ow_wasmer::WasmerRuntime::new(limits).expect("starts"))
+    };
+    ow_test_modules::bench::engine(c, "wasmer", &make);
+}
+
+criterion_group!(engine, benches);
+criterion_main!(engine);
