@@ -45,6 +45,8 @@ fn main() {
         sdk.join("examples"),
         sdk.join("Cargo.toml"),
         root.join("Cargo.lock"),
+        // Workspace dependency features reach the examples too.
+        root.join("Cargo.toml"),
     ] {
         println!("cargo:rerun-if-changed={}", path.display());
     }

@@ -304,19 +304,26 @@ fn run_body(params: Value) -> Vec<u8> {
 }
 
 /// A signed precompiler zip of `wasm` for the engines that have a precompiled form.
-fn signed_zip(wasm: &[u8]) -> anyhow::Result<Vec<u8>> {
+fn signed_zip(wasm: &[u8], only: Option<&str>) -> anyhow::Result<Vec<u8>> {
     let engines: Vec<Box<dyn WasmRuntime>> = vec![
         Box::new(ow_wasmtime::WasmtimeRuntime::new(Limits::default())?),
         Box::new(ow_wasmer::WasmerRuntime::new(Limits::default())?),
     ];
-    let refs: Vec<&dyn WasmRuntime> = engines.iter().map(|e| e.as_ref()).collect();
+    let refs: Vec<&dyn WasmRuntime> = engines
+        .iter()
+        .map(|e| e.as_ref())
+        .filter(|e| only.is_none_or(|name| e.name() == name))
+        .collect();
     let key = ow_artifact::SigningKey::new(KEY.as_bytes()).map_err(anyhow::Error::msg)?;
     Ok(ow_precompiler::package(wasm, &refs, Some(&key))?)
 }
 
 /// Cold start = /init of a fresh container + its first /run (`hash`, 1 iteration).
 fn cold_start(exe: &Path, plan: &Plan) -> anyhow::Result<Vec<ColdRow>> {
-    let zip = signed_zip(ow_test_modules::HASH)?;
+    let zip = signed_zip(ow_test_modules::HASH, None)?;
+    // A zip made for one engine (WAMR's holds action.wasm and the manifest).
+    let own_zip = |engine: &str| signed_zip(ow_test_modules::HASH, Some(engine));
+    let own_zips = [own_zip("wasmtime")?, own_zip("wasmer")?, own_zip("wamr")?];
     let cache = tempfile::tempdir()?;
     let cache_dir = cache.path().to_str().context("cache path")?.to_owned();
     let first = run_body(json!({"input": "abc", "iterations": 1}));
@@ -324,6 +331,11 @@ fn cold_start(exe: &Path, plan: &Plan) -> anyhow::Result<Vec<ColdRow>> {
     for (artifact, args, code) in [
         ("raw wasm", vec![], ow_test_modules::HASH.to_vec()),
         ("precompiled zip", vec!["--artifact-key", KEY], zip.clone()),
+        (
+            "precompiled zip, this engine only",
+            vec!["--artifact-key", KEY],
+            Vec::new(),
+        ),
         (
             "raw wasm, warm cache",
             vec!["--cache-dir", cache_dir.as_str()],
@@ -337,8 +349,12 @@ fn cold_start(exe: &Path, plan: &Plan) -> anyhow::Result<Vec<ColdRow>> {
     ] {
         let server = Server::start(exe, &args)?;
         let agent = agent();
-        for engine in ENGINES {
-            let body = init_body(&code, engine);
+        for (e, engine) in ENGINES.into_iter().enumerate() {
+            let code = match code.is_empty() {
+                true => &own_zips[e],
+                false => &code,
+            };
+            let body = init_body(code, engine);
             // One unmeasured round: fills the cache, warms the engine.
             post(
                 &agent,
@@ -360,7 +376,7 @@ fn cold_start(exe: &Path, plan: &Plan) -> anyhow::Result<Vec<ColdRow>> {
             let expected = match (engine, artifact) {
                 (_, "raw wasm, live twin") => "shared",
                 ("wamr", _) | (_, "raw wasm") => "compiled",
-                (_, "precompiled zip") => "precompiled",
+                (_, "precompiled zip" | "precompiled zip, this engine only") => "precompiled",
                 _ => "cached",
             };
             let before = histogram(&server.base, "ow_init_duration_seconds", &labels(expected))?;
