@@ -75,9 +75,13 @@ pub struct Artifact {
     /// The engine's compatibility hash (version, target, CPU features,
     /// code-generation settings); must equal the executor's.
     pub compatibility_hash: String,
-    /// Target the code was generated for (`x86_64-linux`), for people;
-    /// the compatibility hash is what is checked.
+    /// Target triple the code was generated for (`x86_64-unknown-linux-gnu`),
+    /// for people; the compatibility hash is what is checked.
     pub target: String,
+    /// CPU features of the machine that generated it (the engines compile
+    /// for the host CPU), for people; covered by the compatibility hash.
+    #[serde(default)]
+    pub cpu_features: Vec<String>,
     /// The artifact file.
     pub file: FileRef,
 }
@@ -153,10 +157,11 @@ impl SigningKey {
         Ok(Self(key.to_vec()))
     }
 
-    /// A short public name for the key (not secret): the first 16 hex
-    /// digits of its SHA-256.
+    /// A short public name for the key: the first 16 hex digits of
+    /// HMAC-SHA256(key, "ow-key-id"). Keyed, so that it offers no way to
+    /// test guesses of a weak key offline.
     pub fn key_id(&self) -> String {
-        sha256_hex(&self.0)[..16].to_owned()
+        self.sign(b"ow-key-id")[..16].to_owned()
     }
 
     fn mac(&self) -> Hmac<Sha256> {
@@ -224,8 +229,10 @@ pub fn encode(manifest: &Manifest, key: Option<&SigningKey>) -> Vec<u8> {
 pub struct TrustPolicy {
     /// Manifests signed with this key are trusted.
     pub key: Option<SigningKey>,
-    /// Trust unsigned manifests too (closed deployments only). A signature
-    /// that does not verify is refused even then.
+    /// Trust unsigned manifests too (closed deployments only). With a key
+    /// configured, a signature that does not verify is refused even then;
+    /// without one, signatures cannot be checked and every manifest is
+    /// taken as unsigned.
     pub trust_unsigned: bool,
 }
 
@@ -299,7 +306,8 @@ mod tests {
                 engine: "wasmtime".into(),
                 engine_version: "48.0.0".into(),
                 compatibility_hash: "abc".into(),
-                target: "x86_64-linux".into(),
+                target: "x86_64-unknown-linux-gnu".into(),
+                cpu_features: vec!["avx2".into()],
                 file: FileRef::of("wasmtime.cwasm", b"code"),
             }],
         }

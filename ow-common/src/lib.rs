@@ -8,6 +8,7 @@ pub mod log;
 pub mod payload;
 pub mod runtime;
 pub mod scratch;
+pub mod shared;
 
 pub use context::ActivationContext;
 pub use error::{Error, Result};

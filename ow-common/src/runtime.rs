@@ -98,7 +98,7 @@ pub struct ActionSpec {
     /// When set, every activation gets a fresh, empty scratch directory,
     /// preopened at [`SCRATCH_GUEST_DIR`] and removed when the activation
     /// ends. Engines that keep it on disk create it under this host
-    /// directory; wasmer keeps it in memory, counted against the memory cap.
+    /// directory; wasmer keeps it in memory, with a budget of the memory cap.
     pub scratch: Option<PathBuf>,
 }
 

@@ -291,10 +291,13 @@ fn mean_us(before: (f64, f64), after: (f64, f64)) -> f64 {
 }
 
 fn init_body(code: &[u8], engine: &str) -> Vec<u8> {
+    init_body_with(code, json!({ "OW_ENGINE": engine }))
+}
+
+fn init_body_with(code: &[u8], env: Value) -> Vec<u8> {
     let code = base64::engine::general_purpose::STANDARD.encode(code);
     serde_json::to_vec(&json!({"value": {
-        "name": "bench", "main": "main", "binary": true, "code": code,
-        "env": {"OW_ENGINE": engine}
+        "name": "bench", "main": "main", "binary": true, "code": code, "env": env
     }}))
     .expect("JSON")
 }
@@ -601,6 +604,13 @@ fn density(exe: &Path, plan: &Plan) -> anyhow::Result<Vec<DensityRow>> {
         post(&agent, &format!("{}/first/run", server.base), &run)?;
         let before = server.rss_kb();
         for i in 0..plan.density {
+            // As from an invoker: each cold start carries its own __OW_*
+            // variables, so no two /inits are identical; only the compiled
+            // module can be shared.
+            let body = init_body_with(
+                ow_test_modules::ADD,
+                json!({"OW_ENGINE": engine, "__OW_ACTIVATION_ID": format!("activation-{i}")}),
+            );
             post(&agent, &format!("{}/c{i}/init", server.base), &body)?;
         }
         post(&agent, &format!("{}/c0/run", server.base), &run)?;
@@ -870,7 +880,7 @@ fn report(r: &Results) -> String {
         )),
         None => md.push_str("| `node -e` cold start | (Node.js not installed) | |\n"),
     }
-    md.push_str("\n### Density: containers of `add` in one executor (multi-action mode)\n\n| engine | containers | RSS before MB | RSS after MB | KB per container |\n|---|---|---|---|---|\n");
+    md.push_str("\n### Density: containers of `add` in one executor (multi-action mode, each /init with its own `__OW_ACTIVATION_ID`)\n\n| engine | containers | RSS before MB | RSS after MB | KB per container |\n|---|---|---|---|---|\n");
     for d in &r.density {
         md.push_str(&format!(
             "| {} | {} | {:.1} | {:.1} | {:.0} |\n",

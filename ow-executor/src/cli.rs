@@ -75,8 +75,9 @@ pub struct Cli {
     /// Where per-activation scratch directories are created for actions
     /// that ask for one (/init env `OW_SCRATCH=1`); each is removed when its
     /// activation ends. Put it on a size-limited tmpfs: wasmtime and WAMR
-    /// write there (wasmer keeps scratch files in memory, within the memory
-    /// cap). Default: the system's temporary directory.
+    /// write there without a quota (wasmer keeps scratch files in memory, up
+    /// to the memory cap in bytes, on top of linear memory). Default: the
+    /// system's temporary directory. Checked at start-up.
     #[arg(long, env = "OW_SCRATCH_DIR")]
     pub scratch_dir: Option<PathBuf>,
 
@@ -112,7 +113,8 @@ pub struct Cli {
     /// DANGER, closed deployments only: load native code from zips whose
     /// manifest is not signed. Anyone who can upload an action can then run
     /// arbitrary machine code in this process, outside the wasm sandbox.
-    /// A signature that does not verify is still refused.
+    /// With an artifact key too, a signature that does not verify is still
+    /// refused. Shown in `GET /engines` and `/metrics`.
     #[arg(long, env = "OW_TRUST_UNSIGNED_ARTIFACTS")]
     pub trust_unsigned_artifacts: bool,
 

@@ -7,7 +7,7 @@ use ow_common::digest::sha256_hex;
 use ow_common::{ActionSpec, PreparedAction, Result, WasmRuntime};
 use std::collections::HashMap;
 use std::io::Write as _;
-use std::os::unix::fs::DirBuilderExt as _;
+use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::SystemTime;
@@ -64,6 +64,11 @@ impl Loader {
             cache,
             shared: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Whether native code from unsigned zips is loaded.
+    pub fn trusts_unsigned(&self) -> bool {
+        self.trust.trust_unsigned
     }
 
     /// The key of an /init: the engine, the code as sent and the whole
@@ -153,11 +158,12 @@ impl Loader {
             }
         }
         let artifact = runtime.precompile(wasm)?;
+        // SAFETY: compiled just now by this very engine.
+        let action = unsafe { runtime.prepare_precompiled(wasm, &artifact, spec)? };
+        // Only modules that pass /init's checks are worth keeping.
         if let Err(e) = cache.put(engine, &key, &artifact) {
             tracing::warn!(engine, "cannot write the compile cache: {e}");
         }
-        // SAFETY: compiled just now by this very engine.
-        let action = unsafe { runtime.prepare_precompiled(wasm, &artifact, spec)? };
         Ok((action, LoadPath::Compiled))
     }
 
@@ -216,6 +222,21 @@ impl CompileCache {
             .recursive(true)
             .mode(0o700)
             .create(dir)?;
+        // Whoever can write here can make the executor run native code:
+        // only this user may.
+        let meta = std::fs::metadata(dir)?;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let euid = unsafe { libc::geteuid() };
+        if meta.uid() != euid || meta.mode() & 0o022 != 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!(
+                    "{} must be owned by this user (uid {euid}) and writable by nobody else \
+                     (it holds native code the executor loads)",
+                    dir.display()
+                ),
+            ));
+        }
         Ok(Self {
             dir: dir.to_owned(),
             max_bytes,
@@ -273,6 +294,23 @@ impl CompileCache {
 
     /// Delete least recently used entries until the cache fits its bound.
     fn evict(&self) {
+        // Temporary files of writers that died before renaming.
+        let stale = std::time::Duration::from_secs(600);
+        for engine_dir in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            for entry in std::fs::read_dir(engine_dir.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let old = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > stale));
+                if old && entry.file_name().to_string_lossy().starts_with(".tmp-") {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
         let mut entries: Vec<(SystemTime, u64, PathBuf)> = std::fs::read_dir(&self.dir)
             .into_iter()
             .flatten()
@@ -322,6 +360,17 @@ mod tests {
         std::fs::write(&path, bytes).unwrap();
         assert_eq!(cache.get("wasmtime", &key), None);
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_cache_directory_others_can_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = CompileCache::open(dir.path(), 1 << 20).err().unwrap();
+        assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied);
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(CompileCache::open(dir.path(), 1 << 20).is_ok());
     }
 
     #[test]

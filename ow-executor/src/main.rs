@@ -57,6 +57,8 @@ fn main() -> anyhow::Result<()> {
         None => None,
     };
     let loader = load::Loader::new(trust, cache);
+    // A scratch parent that cannot be used fails now, not at some /run.
+    drop(ow_common::scratch::create(&cli.scratch_dir()).map_err(|e| anyhow::anyhow!("{e}"))?);
     let state = server::AppState::new(engines, loader, settings)
         .context("cannot start the wasm thread pool")?;
     // Bind only once /init can be served: the invoker retries refused connections.

@@ -22,7 +22,7 @@ pub struct RunLabels {
     /// The engine.
     pub engine: &'static str,
     /// `success`, `application_error`, `timeout`, `action_error`,
-    /// `rejected` (no slot) or `bad_request`.
+    /// `rejected` (no slot), `internal` or `bad_request`.
     pub outcome: &'static str,
 }
 
@@ -40,13 +40,15 @@ pub struct Metrics {
     pub run_seconds: Family<RunLabels, Histogram>,
     /// Activations being run now.
     pub in_flight: Gauge,
+    /// 1 when native code from unsigned zips is loaded.
+    pub trust_unsigned: Gauge,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        // 10 us .. ~84 s, doubling.
+        // 10 us .. ~336 s (beyond the longest activation), doubling.
         fn latency() -> Histogram {
-            Histogram::new(exponential_buckets(1e-5, 2.0, 24))
+            Histogram::new(exponential_buckets(1e-5, 2.0, 26))
         }
         let mut registry = Registry::with_prefix("ow");
         let inits = Family::<InitLabels, Counter>::default();
@@ -56,6 +58,12 @@ impl Default for Metrics {
         let run_seconds =
             Family::<RunLabels, Histogram>::new_with_constructor(latency as fn() -> Histogram);
         let in_flight = Gauge::default();
+        let trust_unsigned = Gauge::default();
+        registry.register(
+            "trust_unsigned_artifacts",
+            "1 when --trust-unsigned-artifacts is on: uploads' native code is loaded unsigned",
+            trust_unsigned.clone(),
+        );
         registry.register(
             "inits",
             "/init requests by engine and load path",
@@ -88,6 +96,7 @@ impl Default for Metrics {
             activations,
             run_seconds,
             in_flight,
+            trust_unsigned,
         }
     }
 }

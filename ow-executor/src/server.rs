@@ -102,8 +102,14 @@ impl AppState {
             slots: Arc::new(tokio::sync::Semaphore::new(settings.max_concurrency.max(1))),
             settings,
             wasm_pool,
+            metrics: {
+                let metrics = Metrics::default();
+                metrics
+                    .trust_unsigned
+                    .set(i64::from(loader.trusts_unsigned()));
+                metrics
+            },
             loader: Arc::new(loader),
-            metrics: Metrics::default(),
         })
     }
 
@@ -178,13 +184,24 @@ pub fn serve(state: AppState, listener: TcpListener) -> std::io::Result<Server> 
 
 /// The protocol's routes: standard mode and multi-action mode on the same handlers.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/engines").route(web::get().to(list_engines)))
-        .service(web::resource("/metrics").route(web::get().to(metrics)))
+    cfg.service(get_only("/engines", list_engines))
+        .service(get_only("/metrics", metrics))
         .service(post_only("/init", init_standard))
         .service(post_only("/run", run_standard))
         .service(post_only("/{container_id}/init", init_container))
         .service(post_only("/{container_id}/run", run_container))
         .service(post_only("/{container_id}/destroy", destroy_container));
+}
+
+fn get_only<F, Args>(path: &str, handler: F) -> actix_web::Resource
+where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    web::resource(path)
+        .route(web::get().to(handler))
+        .default_service(web::to(method_not_allowed))
 }
 
 fn post_only<F, Args>(path: &str, handler: F) -> actix_web::Resource
@@ -222,8 +239,12 @@ async fn list_engines(state: Data<AppState>) -> HttpResponse {
             Err(e) => json!({ "name": kind.name(), "error": e.to_string() }),
         })
         .collect();
-    HttpResponse::Ok()
-        .json(json!({ "default": state.engines.default_kind().name(), "engines": engines }))
+    HttpResponse::Ok().json(json!({
+        "default": state.engines.default_kind().name(),
+        "engines": engines,
+        // Said wherever an operator looks: native code from any upload runs.
+        "trust_unsigned_artifacts": state.loader.trusts_unsigned(),
+    }))
 }
 
 async fn init_standard(state: Data<AppState>, body: Payload) -> Result<HttpResponse, ApiError> {
@@ -306,7 +327,14 @@ async fn init(state: Data<AppState>, id: String, body: Payload) -> Result<HttpRe
         }
         containers.insert(id.clone(), Container::Initializing);
     }
+    // If this future is dropped mid-way (the client went away), the slot
+    // must not stay `Initializing` forever.
+    let mut pending = PendingInit {
+        state: Data::clone(&state),
+        id: Some(id.clone()),
+    };
     let result = prepare(&state, req).await;
+    pending.id = None;
     let (engine, path) = match &result {
         Ok((_, _, path, engine)) => (*engine, path.name()),
         Err(_) => ("unknown", "failed"),
@@ -406,15 +434,14 @@ async fn run(state: Data<AppState>, id: &str, body: Payload) -> Result<HttpRespo
         }
         Some(Container::Initializing) | None => return Err(ApiError::NotInitialized),
     };
-    state.metrics.in_flight.inc();
     let result = activate(&state, action, max_duration, body).await;
-    state.metrics.in_flight.dec();
     let outcome = match &result {
         Ok(value) if value.get("error").is_some() => "application_error",
         Ok(_) => "success",
         Err(ApiError::Action(ActionError::Timeout(_))) => "timeout",
         Err(ApiError::Action(_)) => "action_error",
         Err(ApiError::Busy(_)) => "rejected",
+        Err(ApiError::Internal(_)) => "internal",
         Err(_) => "bad_request",
     };
     state.metrics.run(
@@ -422,6 +449,39 @@ async fn run(state: Data<AppState>, id: &str, body: Payload) -> Result<HttpRespo
         started.elapsed().as_secs_f64(),
     );
     result.map(|value| HttpResponse::Ok().json(value))
+}
+
+/// Frees a container slot left `Initializing` by an /init that never finished.
+struct PendingInit {
+    state: Data<AppState>,
+    id: Option<String>,
+}
+
+impl Drop for PendingInit {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            let mut containers = self.state.containers();
+            if matches!(containers.get(&id), Some(Container::Initializing)) {
+                containers.remove(&id);
+            }
+        }
+    }
+}
+
+/// Counts an activation in flight for as long as it lives.
+struct InFlight<'a>(&'a prometheus_client::metrics::gauge::Gauge);
+
+impl<'a> InFlight<'a> {
+    fn new(gauge: &'a prometheus_client::metrics::gauge::Gauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 /// Run one activation of `action`: its result, or why there is none.
@@ -440,6 +500,8 @@ async fn activate(
     .await
     .map_err(|_| ApiError::Busy(state.settings.max_concurrency))?
     .map_err(|e| ApiError::Internal(format!("activation slots closed: {e}")))?;
+    // In flight from the slot on (the body is read, the activation may run).
+    let _in_flight = InFlight::new(&state.metrics.in_flight);
     let time_limit = ctx.time_limit(max_duration);
     // Whoever claims the activation writes its logs and sentinels: the
     // activation when it ends, or the deadline guard below if it does not.

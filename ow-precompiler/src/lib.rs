@@ -44,9 +44,47 @@ pub fn describe(wasm: &[u8]) -> Result<(ActionAbi, Vec<String>)> {
     }
 }
 
-/// The target the artifacts are made for, for people (`x86_64-linux`).
+/// The target triple the artifacts are made for (this build's).
 pub fn target() -> String {
-    format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS)
+    env!("OW_TARGET_TRIPLE").to_owned()
+}
+
+/// The host CPU's features that code generators use, as detected now.
+pub fn cpu_features() -> Vec<String> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let mut found = Vec::new();
+        macro_rules! detect {
+            ($($feature:tt),*) => {
+                $(if std::is_x86_feature_detected!($feature) {
+                    found.push($feature.to_owned());
+                })*
+            };
+        }
+        detect!(
+            "sse3",
+            "ssse3",
+            "sse4.1",
+            "sse4.2",
+            "popcnt",
+            "avx",
+            "avx2",
+            "bmi1",
+            "bmi2",
+            "fma",
+            "lzcnt",
+            "avx512f",
+            "avx512vl",
+            "avx512dq",
+            "avx512bw",
+            "avx512vbmi"
+        );
+        found
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        Vec::new()
+    }
 }
 
 /// Build a precompiler zip: `action.wasm`, one artifact per engine, and
@@ -75,6 +113,7 @@ pub fn package(
             engine_version: engine.version().to_owned(),
             compatibility_hash,
             target: target(),
+            cpu_features: cpu_features(),
             file: FileRef::of(&name, &bytes),
         });
         files.push((name, bytes));

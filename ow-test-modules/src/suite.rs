@@ -98,6 +98,41 @@ pub fn environment_is_the_init_env_then_the_activation(make: MakeRuntime) {
     );
 }
 
+pub fn actions_sharing_code_keep_their_own_settings(make: MakeRuntime) {
+    // Engines share the compiled module of identical code between actions:
+    // what differs (env, entry, limits) must stay each action's own.
+    let rt = make(Limits::default());
+    let with = |value: &str| {
+        let mut s = spec("main");
+        s.env.insert("SOME_VAR".into(), value.into());
+        rt.prepare(crate::ENV, s).unwrap()
+    };
+    let (a, b) = (with("a"), with("b"));
+    let get = |action: &std::sync::Arc<dyn ow_common::PreparedAction>| {
+        action.run(&ActivationContext::default()).result.unwrap()["SOME_VAR"].clone()
+    };
+    assert_eq!((get(&a), get(&b)), (json!("a"), json!("b")));
+    drop(a);
+    assert_eq!(get(&b), json!("b"));
+    let bomb = |max_memory_bytes: usize| {
+        let mut s = spec("main");
+        s.limits.max_memory_bytes = max_memory_bytes;
+        rt.prepare(crate::MEMBOMB, s)
+            .unwrap()
+            .run(&ActivationContext::default())
+            .result
+            .unwrap()["bytes"]
+            .as_u64()
+            .unwrap()
+    };
+    let small = bomb(16 << 20);
+    let large = bomb(64 << 20);
+    assert!(
+        small <= 16 << 20 && large > 16 << 20 && large <= 64 << 20,
+        "{small} {large}"
+    );
+}
+
 pub fn logs_beyond_the_limit_are_cut_and_the_action_still_succeeds(make: MakeRuntime) {
     let rt = make(Limits {
         max_log_bytes: 5,
@@ -368,6 +403,7 @@ macro_rules! engine_tests {
             echo_captures_its_streams_per_activation,
             command_module_gets_params_on_stdin,
             environment_is_the_init_env_then_the_activation,
+            actions_sharing_code_keep_their_own_settings,
             logs_beyond_the_limit_are_cut_and_the_action_still_succeeds,
             concurrent_activations_of_one_action_do_not_mix,
             memory_cap_makes_grow_fail,

@@ -6,6 +6,7 @@ mod tables;
 
 use ffi::{LoadedModule, Wamr};
 use ow_common::abi::{self, ActionAbi, SdkInstance};
+use ow_common::shared::{SharedModules, content_key};
 use ow_common::{
     ActionSpec, ActivationContext, ActivationOutput, Error, Limits, PreparedAction, Result,
     WasmRuntime, scratch,
@@ -26,6 +27,9 @@ pub const WAMR_VERSION: &str = "2.4.3";
 pub struct WamrRuntime {
     limits: Limits,
     version: &'static str,
+    /// Loaded modules by content and table cap, shared by every action
+    /// with that code.
+    modules: SharedModules<LoadedModule>,
 }
 
 impl WamrRuntime {
@@ -35,7 +39,11 @@ impl WamrRuntime {
     /// [`Error::Resources`] when WAMR's runtime cannot be initialised.
     pub fn new(limits: Limits) -> Result<Self> {
         let version = Wamr::init().map_err(Error::Resources)?;
-        Ok(Self { limits, version })
+        Ok(Self {
+            limits,
+            version,
+            modules: SharedModules::default(),
+        })
     }
 }
 
@@ -52,7 +60,10 @@ impl WasmRuntime for WamrRuntime {
         ffi::ensure_thread_env()?;
         let limits = spec.limits.within(&self.limits);
         abi::check_tables(wasm, limits.max_table_elements)?;
-        let module = LoadedModule::load(&tables::cap_tables(wasm, limits.max_table_elements)?)?;
+        let key = content_key(&[wasm, &limits.max_table_elements.to_le_bytes()]);
+        let module = self.modules.get_or_make(key, || {
+            LoadedModule::load(&tables::cap_tables(wasm, limits.max_table_elements)?)
+        })?;
         module.check_imports()?;
         let abi = abi::classify(&|name| module.export_kind(name), &spec.entry)?;
         let entry = CString::new(spec.entry.as_str())
@@ -60,7 +71,7 @@ impl WasmRuntime for WamrRuntime {
         Ok(Arc::new(WamrAction {
             has_initialize: module.export_kind(abi::EXPORT_INITIALIZE).is_some(),
             uses_wasi: module.imports_wasi(),
-            module: Arc::new(module),
+            module,
             abi,
             entry,
             argv0: spec.name.clone().unwrap_or_else(|| "action".to_owned()),

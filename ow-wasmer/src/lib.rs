@@ -7,6 +7,7 @@ mod watchdog;
 
 use logfile::LogFile;
 use ow_common::abi::{self, ActionAbi, ExportKind, SdkInstance, ValKind};
+use ow_common::shared::{ContentKey, SharedModules, content_key};
 use ow_common::{
     ActionSpec, ActivationContext, ActivationOutput, Error, Limits, PreparedAction, Result,
     SCRATCH_GUEST_DIR, WasmRuntime,
@@ -47,6 +48,9 @@ pub struct WasmerRuntime {
     engine: Engine,
     /// [`WasmRuntime::compatibility_hash`], computed once.
     compatibility: String,
+    /// Compiled modules by content and caps, shared by every action with
+    /// that code and those caps.
+    modules: SharedModules<Module>,
     wasi: Arc<dyn Runtime + Send + Sync>,
     /// wasix's tokio runtime; `None` only while dropping.
     tokio: Option<tokio::runtime::Runtime>,
@@ -112,6 +116,7 @@ impl WasmerRuntime {
         )
             .hash(&mut hasher);
         Ok(Self {
+            modules: SharedModules::default(),
             compatibility: hasher.hex(),
             engine,
             wasi: Arc::new(wasi),
@@ -141,6 +146,16 @@ fn capped(engine: &Engine, limits: &Limits) -> Engine {
     engine
 }
 
+/// The content key of a module compiled for engines with these caps.
+fn caps_key(kind: &[u8], bytes: &[u8], limits: &Limits) -> ContentKey {
+    content_key(&[
+        kind,
+        bytes,
+        &limits.max_memory_bytes.to_le_bytes(),
+        &limits.max_table_elements.to_le_bytes(),
+    ])
+}
+
 /// Stack reserved for host functions on top of [`Limits::max_stack_bytes`]
 /// (wasmer's own default stack is 1 MiB in all).
 const HOST_STACK_MARGIN: usize = 512 << 10;
@@ -167,7 +182,11 @@ impl WasmRuntime for WasmerRuntime {
         let limits = spec.limits.within(&self.limits);
         abi::check_tables(wasm, limits.max_table_elements)?;
         let engine = self.engine_for(&limits);
-        let module = Module::new(&engine, wasm).map_err(|e| Error::InvalidModule(e.to_string()))?;
+        let module = self
+            .modules
+            .get_or_make(caps_key(b"wasm", wasm, &limits), || {
+                Module::new(&engine, wasm).map_err(|e| Error::InvalidModule(e.to_string()))
+            })?;
         self.prepare_module(module, engine, spec, limits)
     }
 
@@ -201,11 +220,15 @@ impl WasmRuntime for WasmerRuntime {
             ));
         }
         let engine = self.engine_for(&limits);
-        // SAFETY: the caller vouches for the artifact's origin (see the
-        // trait); wasmer checks its header and version.
-        let module = unsafe { Module::deserialize(&engine, artifact.to_vec()) }.map_err(|e| {
-            Error::InvalidModule(format!("cannot load the precompiled module: {e}"))
-        })?;
+        let module = self
+            .modules
+            .get_or_make(caps_key(b"artifact", artifact, &limits), || {
+                // SAFETY: the caller vouches for the artifact's origin (see
+                // the trait); wasmer checks its header and version.
+                unsafe { Module::deserialize(&engine, artifact.to_vec()) }.map_err(|e| {
+                    Error::InvalidModule(format!("cannot load the precompiled module: {e}"))
+                })
+            })?;
         self.prepare_module(module, engine, spec, limits)
     }
 }
@@ -225,7 +248,7 @@ impl WasmerRuntime {
     /// Check imports, classify and type-check a compiled module.
     fn prepare_module(
         &self,
-        module: Module,
+        module: Arc<Module>,
         engine: Engine,
         spec: ActionSpec,
         limits: Limits,
@@ -284,7 +307,7 @@ fn export_kind(module: &Module, name: &str) -> Option<ExportKind> {
 
 /// An action compiled at /init.
 struct WasmerAction {
-    module: Module,
+    module: Arc<Module>,
     abi: ActionAbi,
     uses_wasi: bool,
     has_initialize: bool,
@@ -375,7 +398,7 @@ impl WasmerAction {
                     })?;
             }
             let (instance, wasi_env) = builder
-                .instantiate(self.module.clone(), &mut *store)
+                .instantiate(Module::clone(&self.module), &mut *store)
                 .map_err(wasi_error)?;
             _wasi_env = Some(wasi_env);
             instance

@@ -7,6 +7,7 @@ pub use config::WasmtimeConfig;
 
 use logpipe::LogPipe;
 use ow_common::abi::{self, ActionAbi, ExportKind, SdkInstance, ValKind};
+use ow_common::shared::{SharedModules, content_key};
 use ow_common::{
     ActionSpec, ActivationContext, ActivationOutput, Error, Limits, PreparedAction, Result,
     SCRATCH_GUEST_DIR, WasmRuntime, scratch,
@@ -34,6 +35,8 @@ pub struct WasmtimeRuntime {
     engine: Engine,
     /// [`WasmRuntime::compatibility_hash`], computed once.
     compatibility: String,
+    /// Compiled modules by content, shared by every action with that code.
+    modules: SharedModules<Module>,
     linker: Arc<Linker<ActivationState>>,
     limits: Limits,
     pooling: bool,
@@ -70,6 +73,7 @@ impl WasmtimeRuntime {
         // that changes the generated code.
         (WASMTIME_VERSION, engine.precompile_compatibility_hash()).hash(&mut hasher);
         Ok(Self {
+            modules: SharedModules::default(),
             compatibility: hasher.hex(),
             engine,
             linker: Arc::new(linker),
@@ -121,8 +125,10 @@ impl WasmRuntime for WasmtimeRuntime {
     fn prepare(&self, wasm: &[u8], spec: ActionSpec) -> Result<Arc<dyn PreparedAction>> {
         let limits = spec.limits.within(&self.limits);
         abi::check_tables(wasm, limits.max_table_elements)?;
-        let module =
-            Module::new(&self.engine, wasm).map_err(|e| Error::InvalidModule(format!("{e:#}")))?;
+        let key = content_key(&[b"wasm", wasm]);
+        let module = self.modules.get_or_make(key, || {
+            Module::new(&self.engine, wasm).map_err(|e| Error::InvalidModule(format!("{e:#}")))
+        })?;
         self.prepare_module(module, spec, limits)
     }
 
@@ -149,11 +155,14 @@ impl WasmRuntime for WasmtimeRuntime {
                 "not a module precompiled by wasmtime".into(),
             ));
         }
-        // SAFETY: the caller vouches for the artifact's origin (see the
-        // trait); wasmtime itself refuses one made by another version or
-        // with other settings.
-        let module = unsafe { Module::deserialize(&self.engine, artifact) }.map_err(|e| {
-            Error::InvalidModule(format!("cannot load the precompiled module: {e:#}"))
+        let key = content_key(&[b"artifact", artifact]);
+        let module = self.modules.get_or_make(key, || {
+            // SAFETY: the caller vouches for the artifact's origin (see the
+            // trait); wasmtime itself refuses one made by another version
+            // or with other settings.
+            unsafe { Module::deserialize(&self.engine, artifact) }.map_err(|e| {
+                Error::InvalidModule(format!("cannot load the precompiled module: {e:#}"))
+            })
         })?;
         self.prepare_module(module, spec, limits)
     }
@@ -163,7 +172,7 @@ impl WasmtimeRuntime {
     /// Classify, link and type-check a compiled module.
     fn prepare_module(
         &self,
-        module: Module,
+        module: Arc<Module>,
         spec: ActionSpec,
         limits: Limits,
     ) -> Result<Arc<dyn PreparedAction>> {
@@ -175,6 +184,7 @@ impl WasmtimeRuntime {
         let has_initialize = func_type(&module, abi::EXPORT_INITIALIZE).is_some();
         tracing::debug!(%abi, entry = %spec.entry, "prepared action");
         Ok(Arc::new(WasmtimeAction {
+            _module: module,
             pre,
             abi,
             has_initialize,
@@ -214,6 +224,8 @@ fn export_kind(module: &Module, name: &str) -> Option<ExportKind> {
 
 /// An action compiled and linked at /init.
 struct WasmtimeAction {
+    /// Keeps the shared compiled module listed while this action lives.
+    _module: Arc<Module>,
     pre: InstancePre<ActivationState>,
     abi: ActionAbi,
     has_initialize: bool,
