@@ -7,9 +7,10 @@
 //! verifying never depends on re-serialising JSON the same way.
 
 use hmac::{Hmac, Mac};
+use ow_common::digest::sha256_hex;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 /// The manifest's name inside a precompiler zip.
 pub const MANIFEST_NAME: &str = "manifest.json";
@@ -120,11 +121,6 @@ impl Manifest {
                 ),
             })
     }
-}
-
-/// SHA-256 of `bytes`, lowercase hex.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    format!("{:x}", Sha256::digest(bytes))
 }
 
 /// A shared secret for HMAC-SHA256 signatures.

@@ -19,12 +19,13 @@ pub fn content_key(parts: &[&[u8]]) -> ContentKey {
     *hasher.finalize().as_bytes()
 }
 
-/// Weak references to live compiled modules by [`ContentKey`].
-pub struct SharedModules<T> {
+/// Weak references to live compiled modules (or whole prepared actions)
+/// by [`ContentKey`].
+pub struct SharedModules<T: ?Sized> {
     map: Mutex<HashMap<ContentKey, Weak<T>>>,
 }
 
-impl<T> Default for SharedModules<T> {
+impl<T: ?Sized> Default for SharedModules<T> {
     fn default() -> Self {
         Self {
             map: Mutex::new(HashMap::new()),
@@ -43,10 +44,25 @@ impl<T> SharedModules<T> {
         key: ContentKey,
         make: impl FnOnce() -> Result<T, E>,
     ) -> Result<Arc<T>, E> {
+        self.get_or_make_arc(key, || make().map(Arc::new))
+    }
+}
+
+impl<T: ?Sized> SharedModules<T> {
+    /// [`SharedModules::get_or_make`] for values made behind an `Arc`
+    /// (trait objects).
+    ///
+    /// # Errors
+    /// `make`'s.
+    pub fn get_or_make_arc<E>(
+        &self,
+        key: ContentKey,
+        make: impl FnOnce() -> Result<Arc<T>, E>,
+    ) -> Result<Arc<T>, E> {
         if let Some(live) = self.lock().get(&key).and_then(Weak::upgrade) {
             return Ok(live);
         }
-        let made = Arc::new(make()?);
+        let made = make()?;
         let mut map = self.lock();
         // Another caller may have made it meanwhile: keep one.
         if let Some(live) = map.get(&key).and_then(Weak::upgrade) {

@@ -290,6 +290,18 @@ fn mean_us(before: (f64, f64), after: (f64, f64)) -> f64 {
     (after.0 - before.0) / count * 1e6
 }
 
+/// `n` sequential POSTs of `body`: their latencies.
+fn sequential(
+    agent: &ureq::Agent,
+    url: &str,
+    body: &[u8],
+    n: usize,
+) -> anyhow::Result<Vec<Duration>> {
+    (0..n)
+        .map(|_| post(agent, url, body).map(|r| r.0))
+        .collect()
+}
+
 fn init_body(code: &[u8], engine: &str) -> Vec<u8> {
     init_body_with(code, json!({ "OW_ENGINE": engine }))
 }
@@ -430,14 +442,10 @@ fn warm(exe: &Path, plan: &Plan) -> anyhow::Result<Vec<WarmRow>> {
             &init_body(ow_test_modules::ADD, engine),
         )?;
         let url = format!("{}/{engine}/run", server.base);
-        for _ in 0..200 {
-            post(&agent, &url, &body)?;
-        }
+        sequential(&agent, &url, &body, 200)?;
         let labels = format!("engine=\"{engine}\",outcome=\"success\"");
         let before = histogram(&server.base, "ow_run_duration_seconds", &labels)?;
-        let samples = (0..plan.warm_runs)
-            .map(|_| post(&agent, &url, &body).map(|r| r.0))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let samples = sequential(&agent, &url, &body, plan.warm_runs)?;
         let after = histogram(&server.base, "ow_run_duration_seconds", &labels)?;
         rows.push(WarmRow {
             engine: engine.into(),
@@ -538,14 +546,8 @@ fn throughput(exe: &Path, plan: &Plan) -> anyhow::Result<(Vec<ThroughputRow>, Op
     let node = node_server()?;
     let url = format!("{}/run", node.base);
     let agent = agent();
-    for _ in 0..200 {
-        post(&agent, &url, &body)?;
-    }
-    let node_warm = summarize(
-        &(0..plan.warm_runs.min(5000))
-            .map(|_| post(&agent, &url, &body).map(|r| r.0))
-            .collect::<anyhow::Result<Vec<_>>>()?,
-    );
+    sequential(&agent, &url, &body, 200)?;
+    let node_warm = summarize(&sequential(&agent, &url, &body, plan.warm_runs.min(5000))?);
     for &clients in &plan.concurrency {
         let (rps, latency) = closed_loop(&url, &body, clients, plan.step);
         eprintln!("throughput node c={clients}: {rps:.0}/s");
@@ -704,9 +706,7 @@ fn cpu(exe: &Path, plan: &Plan) -> anyhow::Result<Vec<CpuRow>> {
         let url = format!("{}/{engine}/run", server.base);
         let time = |iterations: u64| -> anyhow::Result<f64> {
             let body = run_body(json!({"input": "abc", "iterations": iterations}));
-            let samples = (0..plan.hash_reps)
-                .map(|_| post(&agent, &url, &body).map(|r| r.0))
-                .collect::<anyhow::Result<Vec<_>>>()?;
+            let samples = sequential(&agent, &url, &body, plan.hash_reps)?;
             Ok(summarize(&samples).p50_us / 1e3)
         };
         let wasm_ms = time(n)? - time(1)?;

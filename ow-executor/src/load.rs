@@ -4,12 +4,12 @@
 
 use ow_artifact::{MANIFEST_NAME, Package, TrustPolicy, manifest};
 use ow_common::digest::sha256_hex;
+use ow_common::shared::{ContentKey, SharedModules, content_key};
 use ow_common::{ActionSpec, PreparedAction, Result, WasmRuntime};
-use std::collections::HashMap;
 use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 /// Largest precompiled artifact read from a zip: native code is a few times
@@ -46,15 +46,11 @@ impl LoadPath {
 pub struct Loader {
     trust: TrustPolicy,
     cache: Option<CompileCache>,
-    /// Live prepared actions by [`Loader::shared_key`]: containers of the
-    /// same action share one (it is immutable; every activation still gets
-    /// a fresh instance), so the thousandth container of an action costs a
-    /// map entry, not another copy of its compiled code.
-    shared: Mutex<HashMap<SharedKey, Weak<dyn PreparedAction>>>,
+    /// Live prepared actions by [`Loader::shared_key`]: identical /inits
+    /// share one (it is immutable; every activation still gets a fresh
+    /// instance) and skip decoding and loading altogether.
+    shared: SharedModules<dyn PreparedAction>,
 }
-
-/// BLAKE3 of everything a prepared action depends on.
-pub type SharedKey = [u8; 32];
 
 impl Loader {
     /// A loader trusting `trust`'s manifests, caching in `cache` if any.
@@ -62,7 +58,7 @@ impl Loader {
         Self {
             trust,
             cache,
-            shared: Mutex::new(HashMap::new()),
+            shared: SharedModules::default(),
         }
     }
 
@@ -74,38 +70,33 @@ impl Loader {
     /// The key of an /init: the engine, the code as sent and the whole
     /// spec (entry, env, limits, scratch). BLAKE3, so that no upload can be
     /// made to collide with another action's.
-    pub fn shared_key(engine: &str, code: &str, binary: bool, spec: &ActionSpec) -> SharedKey {
-        let mut hasher = blake3::Hasher::new();
-        for part in [
+    pub fn shared_key(engine: &str, code: &str, binary: bool, spec: &ActionSpec) -> ContentKey {
+        content_key(&[
             engine.as_bytes(),
             &[u8::from(binary)],
             format!("{spec:?}").as_bytes(),
-        ] {
-            hasher.update(&(part.len() as u64).to_le_bytes());
-            hasher.update(part);
-        }
-        hasher.update(code.as_bytes());
-        *hasher.finalize().as_bytes()
+            code.as_bytes(),
+        ])
     }
 
-    /// The live prepared action with this key, if any.
-    pub fn shared(&self, key: &SharedKey) -> Option<Arc<dyn PreparedAction>> {
-        self.shared_map().get(key).and_then(Weak::upgrade)
-    }
-
-    /// Offer `action` to later /inits with the same key.
-    pub fn share(&self, key: SharedKey, action: &Arc<dyn PreparedAction>) {
-        let mut map = self.shared_map();
-        // Forget destroyed actions now and then (at each power of two).
-        if map.len() >= 64 && map.len().is_power_of_two() {
-            map.retain(|_, weak| weak.strong_count() > 0);
-        }
-        map.insert(key, Arc::downgrade(action));
-    }
-
-    fn shared_map(&self) -> MutexGuard<'_, HashMap<SharedKey, Weak<dyn PreparedAction>>> {
-        // Always consistent between statements: poisoning is harmless.
-        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    /// The live prepared action under `key`, else the one `make` loads,
+    /// which is then offered to later /inits with the same key.
+    ///
+    /// # Errors
+    /// `make`'s.
+    pub fn shared_or<E>(
+        &self,
+        key: ContentKey,
+        make: impl FnOnce() -> std::result::Result<(Arc<dyn PreparedAction>, LoadPath), E>,
+    ) -> std::result::Result<(Arc<dyn PreparedAction>, LoadPath), E> {
+        let mut path = LoadPath::Shared;
+        let action = self.shared.get_or_make_arc(key, || {
+            make().map(|(action, made)| {
+                path = made;
+                action
+            })
+        })?;
+        Ok((action, path))
     }
 
     /// Prepare the package's action on `runtime`.

@@ -401,18 +401,15 @@ async fn prepare(
     let prepared = state
         .blocking(move || {
             let key = Loader::shared_key(engine, &code, binary, &spec);
-            if let Some(action) = loader.shared(&key) {
-                return Ok((action, LoadPath::Shared));
-            }
-            let package = ow_artifact::decode_package(&code, binary).map_err(|e| match e {
-                ow_artifact::ArtifactError::BadBase64(_) => ApiError::BadRequest(e.to_string()),
-                ow_artifact::ArtifactError::Load(_) => ApiError::Load(e.to_string()),
-            })?;
-            let (action, path) = loader
-                .load(&*runtime, package, spec)
-                .map_err(|e| ApiError::Load(e.to_string()))?;
-            loader.share(key, &action);
-            Ok((action, path))
+            loader.shared_or(key, || {
+                let package = ow_artifact::decode_package(&code, binary).map_err(|e| match e {
+                    ow_artifact::ArtifactError::BadBase64(_) => ApiError::BadRequest(e.to_string()),
+                    ow_artifact::ArtifactError::Load(_) => ApiError::Load(e.to_string()),
+                })?;
+                loader
+                    .load(&*runtime, package, spec)
+                    .map_err(|e| ApiError::Load(e.to_string()))
+            })
         })
         .await??;
     let (prepared, path) = prepared;
