@@ -1,0 +1,79 @@
+# Prerequisite checks for dev.sh, sourced. Each check looks for exactly what
+# the build loads, not for something with a similar name.
+#
+# bindgen (through clang-sys, used by wamrx-sys to build WAMR's bindings)
+# dlopens libclang: a file named `libclang.so`, `libclang.so.N`,
+# `libclang-N.so` or `libclang-N.so.M`, found through LIBCLANG_PATH,
+# `llvm-config --libdir` or the usual library directories. `libclang-cpp.so.N`
+# (package libclang-cpp14, which Debian images ship with llvm-14) is a
+# different library that clang-sys never loads. libclang also needs clang's
+# builtin headers (`stddef.h`, package libclang-common-N-dev) beside it, or
+# bindgen fails on WAMR's headers. Debian's libclang-dev brings both.
+
+# The directories clang-sys searches, in its order (roughly), one per line.
+libclang_dirs() {
+    if [ -n "${LIBCLANG_PATH:-}" ]; then
+        echo "$LIBCLANG_PATH"
+    fi
+    if command -v llvm-config >/dev/null 2>&1; then
+        llvm-config --libdir 2>/dev/null || true
+    fi
+    local d
+    for d in /usr/lib/llvm-*/lib /usr/local/llvm*/lib /usr/lib/"$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)" /usr/lib64 /usr/lib /usr/local/lib; do
+        [ -d "$d" ] && echo "$d"
+    done
+}
+
+# Prints the first libclang that clang-sys would load from the directories
+# given (or from libclang_dirs), and fails when there is none.
+find_libclang() {
+    local dirs=("$@") d f name
+    if [ ${#dirs[@]} -eq 0 ]; then
+        mapfile -t dirs < <(libclang_dirs)
+    fi
+    for d in "${dirs[@]}"; do
+        for f in "$d"/libclang.so "$d"/libclang.so.* "$d"/libclang-[0-9]*.so "$d"/libclang-[0-9]*.so.*; do
+            [ -e "$f" ] || continue
+            name=$(basename "$f")
+            case "$name" in libclang-cpp*) continue ;; esac
+            echo "$f"
+            return 0
+        done
+    done
+    return 1
+}
+
+# Succeeds when clang's builtin headers sit beside a libclang (a clang
+# resource directory `<libdir>/clang/<version>/include` with stddef.h).
+find_clang_headers() {
+    local dirs=("$@") d h
+    if [ ${#dirs[@]} -eq 0 ]; then
+        mapfile -t dirs < <(libclang_dirs)
+    fi
+    for d in "${dirs[@]}"; do
+        for h in "$d"/clang/*/include/stddef.h; do
+            [ -e "$h" ] && { echo "$h"; return 0; }
+        done
+    done
+    return 1
+}
+
+# The Debian packages missing for `dev.sh RECIPE`, space separated.
+missing_packages() {
+    local recipe=${1:-} missing=()
+    # The demo and the tests talk HTTP with curl.
+    command -v curl >/dev/null 2>&1 || missing+=(curl)
+    # WAMR is built by the cmake crate: the cmake program, make and a C compiler.
+    command -v cmake >/dev/null 2>&1 || missing+=(cmake)
+    command -v make >/dev/null 2>&1 || missing+=(make)
+    command -v cc >/dev/null 2>&1 || missing+=(gcc)
+    # bindgen: libclang and clang's builtin headers.
+    if ! find_libclang >/dev/null || ! find_clang_headers >/dev/null; then
+        missing+=(libclang-dev)
+    fi
+    # The fuzz recipe writes its seed zip with python3.
+    if [ "$recipe" = test ] || [ "$recipe" = fuzz ]; then
+        command -v python3 >/dev/null 2>&1 || missing+=(python3)
+    fi
+    echo "${missing[*]}"
+}
