@@ -332,15 +332,24 @@ pub fn classify(exports: &dyn Fn(&str) -> Option<ExportKind>, entry: &str) -> Re
             }
         }
         expect_func(exports, entry, &[I32, I32], &[I64])?;
-        if exports(EXPORT_INITIALIZE).is_some() {
-            expect_func(exports, EXPORT_INITIALIZE, &[], &[])?;
-        }
+        check_initialize(exports)?;
         Ok(ActionAbi::Sdk)
     } else if exports(EXPORT_START).is_some() {
         expect_func(exports, EXPORT_START, &[], &[])?;
+        check_initialize(exports)?;
         Ok(ActionAbi::Command)
     } else {
         Err(Error::UnknownAbi)
+    }
+}
+
+/// Every engine calls `_initialize` (when exported) before anything else,
+/// whatever the ABI, so its type is checked at /init for both: the host
+/// sizes no buffer for results it does not expect.
+fn check_initialize(exports: &dyn Fn(&str) -> Option<ExportKind>) -> Result<()> {
+    match exports(EXPORT_INITIALIZE) {
+        Some(_) => expect_func(exports, EXPORT_INITIALIZE, &[], &[]),
+        None => Ok(()),
     }
 }
 
@@ -553,6 +562,19 @@ mod tests {
             ("memory", ExportKind::Memory { is_64: false }),
         ];
         assert_eq!(classify(&lookup(&command), "main"), Ok(ActionAbi::Command));
+        // `_initialize` is called by every engine: typed at /init for both ABIs.
+        for abi in [&sdk[..], &command[..]] {
+            let mut bad_init = abi.to_vec();
+            bad_init.push(("_initialize", func(&[], &[I64])));
+            assert_eq!(
+                classify(&lookup(&bad_init), "main"),
+                Err(Error::ExportType {
+                    name: "_initialize".into(),
+                    expected: "() -> ()".into(),
+                    found: "() -> (i64)".into(),
+                })
+            );
+        }
         assert_eq!(
             classify(&lookup(&[("hello", func(&[], &[]))]), "main"),
             Err(Error::UnknownAbi)

@@ -27,6 +27,29 @@ unsafe extern "C" {
     fn os_set_signal_number_for_blocking_op(signo: c_int);
 }
 
+/// The signal that wakes an activation's thread from a system call at its
+/// deadline ([`wake`]): a real-time signal nobody else here uses (wasmer's
+/// interrupts use SIGUSR1, WAMR's own blocking ops SIGUSR2).
+fn wake_signal() -> c_int {
+    libc::SIGRTMIN() + 4
+}
+
+/// Does nothing: its delivery alone makes the interrupted system call fail
+/// with EINTR (installed without `SA_RESTART`).
+extern "C" fn on_wake(_: c_int) {}
+
+/// Interrupt `thread`'s current system call, if any. A guest asleep in WASI's
+/// `poll_oneoff` (WAMR calls `clock_nanosleep` directly, outside its
+/// blocking-op machinery, so `wasm_runtime_terminate` alone cannot wake it)
+/// gets `EINTR` back; the pending termination then stops it at its next
+/// instruction boundary.
+pub(crate) fn wake(thread: libc::pthread_t) {
+    // SAFETY: the caller holds the instance's watch lock, so `thread` is
+    // the live activation's thread (it cannot have exited: it still has to
+    // deinstantiate, which waits for the lock); the handler is installed.
+    unsafe { libc::pthread_kill(thread, wake_signal()) };
+}
+
 /// The process-wide runtime.
 pub(crate) struct Wamr;
 
@@ -41,6 +64,14 @@ impl Wamr {
                 // wasmer's host interrupts own SIGUSR1: WAMR wakes blocked
                 // guests with SIGUSR2 instead.
                 os_set_signal_number_for_blocking_op(libc::SIGUSR2);
+                // A do-nothing handler (async-signal-safe) without
+                // SA_RESTART, so that delivery interrupts a sleep.
+                let mut action: libc::sigaction = std::mem::zeroed();
+                action.sa_sigaction = on_wake as extern "C" fn(c_int) as libc::sighandler_t;
+                libc::sigemptyset(&mut action.sa_mask);
+                if libc::sigaction(wake_signal(), &action, std::ptr::null_mut()) != 0 {
+                    return Err("cannot install WAMR's wake-up signal handler".to_owned());
+                }
                 // WAMR logs to stdout; the executor's stdout is the actions' only.
                 sys::wasm_runtime_set_log_level(sys::WASM_LOG_LEVEL_FATAL);
                 let mut args = sys::RuntimeInitArgs {
@@ -182,13 +213,6 @@ impl LoadedModule {
             ))),
             None => Ok(()),
         }
-    }
-
-    /// Whether the module imports WASI (then WAMR calls `_initialize` itself).
-    pub(crate) fn imports_wasi(&self) -> bool {
-        self.imports()
-            .iter()
-            .any(|(module, _, _)| module == "wasi_snapshot_preview1" || module == "wasi_unstable")
     }
 
     /// The export `name`, described for `abi::classify`.
@@ -377,9 +401,15 @@ impl<'m> Instance<'m> {
         Ok(instance)
     }
 
-    /// Call the export `name` with `argc` parameter cells; results replace
-    /// the first cells.
-    pub(crate) fn call(&mut self, name: &CStr, argc: u32, cells: &mut [u32]) -> Result<()> {
+    /// Call the export `name` with `args` as its parameter cells (an `i64`
+    /// takes two, low word first); returns its result cells.
+    ///
+    /// WAMR's interpreter reads the parameter cells from, and writes every
+    /// result cell back to, the one buffer it is given, without knowing its
+    /// size (`wasm_interp_call_wasm` copies `ret_cell_num` cells into
+    /// `argv`). The buffer is therefore sized here from the function's own
+    /// type, never from what the caller expects.
+    pub(crate) fn call(&mut self, name: &CStr, args: &[u32]) -> Result<Vec<u32>> {
         // SAFETY: a live instance and a NUL-terminated name.
         let func = unsafe { sys::wasm_runtime_lookup_function(self.inst, name.as_ptr()) };
         if func.is_null() {
@@ -388,14 +418,33 @@ impl<'m> Instance<'m> {
                 name.to_string_lossy()
             )));
         }
-        // SAFETY: the export's type was checked at /init, so `cells` has room
-        // for its parameter and result cells.
-        if unsafe { sys::wasm_runtime_call_wasm(self.exec_env, func, argc, cells.as_mut_ptr()) } {
-            return Ok(());
+        let (param_cells, result_cells) = self.cells(func);
+        if args.len() != param_cells {
+            return Err(Error::Abi(format!(
+                "the export `{}` takes {param_cells} parameter cells, not {}",
+                name.to_string_lossy(),
+                args.len()
+            )));
         }
-        // SAFETY: a live instance; the exception string is copied at once.
-        let exception = unsafe { c_string(sys::wasm_runtime_get_exception(self.inst)) };
-        if exception.contains("wasi proc exit") {
+        let mut cells = vec![0u32; param_cells.max(result_cells).max(1)];
+        cells[..args.len()].copy_from_slice(args);
+        let argc =
+            u32::try_from(param_cells).map_err(|_| Error::Abi("too many parameters".into()))?;
+        // SAFETY: a live instance and exec env of this thread; `cells` holds
+        // the parameter cells and has room for every result cell of the
+        // function's type (computed above from the same function instance).
+        if unsafe { sys::wasm_runtime_call_wasm(self.exec_env, func, argc, cells.as_mut_ptr()) } {
+            cells.truncate(result_cells);
+            return Ok(cells);
+        }
+        // The deadline's `terminate` writes the exception text from another
+        // thread under the watch lock: read it under the same lock.
+        let exception = {
+            let _terminate = self.watch.live.lock().unwrap_or_else(|e| e.into_inner());
+            // SAFETY: a live instance; the string is copied at once.
+            unsafe { c_string(sys::wasm_runtime_get_exception(self.inst)) }
+        };
+        if exception == "Exception: wasi proc exit" {
             // SAFETY: a live instance.
             let code = unsafe { sys::wasm_runtime_get_wasi_exit_code(self.inst) };
             return Err(Error::Exit(code as i32));
@@ -403,6 +452,35 @@ impl<'m> Instance<'m> {
         Err(Error::Trap(
             exception.trim_start_matches("Exception: ").to_owned(),
         ))
+    }
+
+    /// The parameter and result cells of `func`, from its type: one per
+    /// `i32`/`f32`, two per `i64`/`f64`, four for anything else (a `v128`;
+    /// references take at most that), so the count is never too small.
+    fn cells(&self, func: sys::wasm_function_inst_t) -> (usize, usize) {
+        let width = |kind: sys::wasm_valkind_t| match u32::from(kind) {
+            sys::WASM_I32 | sys::WASM_F32 => 1,
+            sys::WASM_I64 | sys::WASM_F64 => 2,
+            _ => 4,
+        };
+        // SAFETY: a function instance of this live instance; each types
+        // buffer has exactly the count WAMR reports for it.
+        unsafe {
+            let params = sys::wasm_func_get_param_count(func, self.inst) as usize;
+            let results = sys::wasm_func_get_result_count(func, self.inst) as usize;
+            let mut param_kinds: Vec<sys::wasm_valkind_t> = vec![0; params];
+            let mut result_kinds: Vec<sys::wasm_valkind_t> = vec![0; results];
+            if params > 0 {
+                sys::wasm_func_get_param_types(func, self.inst, param_kinds.as_mut_ptr());
+            }
+            if results > 0 {
+                sys::wasm_func_get_result_types(func, self.inst, result_kinds.as_mut_ptr());
+            }
+            (
+                param_kinds.into_iter().map(width).sum(),
+                result_kinds.into_iter().map(width).sum(),
+            )
+        }
     }
 
     /// The default memory's size in bytes.
@@ -428,18 +506,21 @@ impl<'m> Instance<'m> {
         if len == 0 {
             return Ok(std::ptr::NonNull::dangling().as_ptr());
         }
-        // SAFETY: a live instance; a failed check sets an exception, cleared here.
-        unsafe {
-            if !sys::wasm_runtime_validate_app_addr(self.inst, offset as u64, len as u64) {
-                sys::wasm_runtime_clear_exception(self.inst);
-                return Err(outside());
-            }
-            let ptr = sys::wasm_runtime_addr_app_to_native(self.inst, offset as u64);
-            if ptr.is_null() {
-                return Err(outside());
-            }
-            Ok(ptr.cast())
+        // Checked here, not with `wasm_runtime_validate_app_addr`: that one
+        // sets an exception on failure, and clearing it would also clear a
+        // pending termination.
+        match offset.checked_add(len) {
+            Some(end) if end <= self.memory_size() => {}
+            _ => return Err(outside()),
         }
+        // SAFETY: a live instance; the range lies inside its default memory
+        // (checked above against its current size; no guest code runs until
+        // the caller has copied), and WAMR checks the address again.
+        let ptr = unsafe { sys::wasm_runtime_addr_app_to_native(self.inst, offset as u64) };
+        if ptr.is_null() {
+            return Err(outside());
+        }
+        Ok(ptr.cast())
     }
 
     pub(crate) fn write(&mut self, offset: usize, bytes: &[u8]) -> Result<()> {

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod deferred;
 mod ffi;
 mod stdio;
 mod tables;
@@ -62,18 +63,29 @@ impl WasmRuntime for WamrRuntime {
         abi::check_tables(wasm, limits.max_table_elements)?;
         let key = content_key(&[wasm, &limits.max_table_elements.to_le_bytes()]);
         let module = self.modules.get_or_make(key, || {
-            LoadedModule::load(&tables::cap_tables(wasm, limits.max_table_elements)?)
+            let capped = tables::cap_tables(wasm, limits.max_table_elements)?;
+            LoadedModule::load(&deferred::defer_instantiation_code(&capped)?)
         })?;
         module.check_imports()?;
-        let abi = abi::classify(&|name| module.export_kind(name), &spec.entry)?;
-        let entry = CString::new(spec.entry.as_str())
-            .map_err(|_| Error::InvalidModule("the entry point name contains NUL".into()))?;
+        // The loaded module's exports carry the rewrite's names: look the
+        // ABI's names up through it.
+        let exports = |name: &str| module.export_kind(&deferred::loaded_name(name));
+        let abi = abi::classify(&exports, &spec.entry)?;
+        let cname = |name: &str| {
+            CString::new(deferred::loaded_name(name).as_bytes())
+                .map_err(|_| Error::InvalidModule(format!("the export name `{name}` contains NUL")))
+        };
         Ok(Arc::new(WamrAction {
-            has_initialize: module.export_kind(abi::EXPORT_INITIALIZE).is_some(),
-            uses_wasi: module.imports_wasi(),
+            start: module
+                .export_kind(deferred::START_EXPORT)
+                .map(|_| cname(deferred::START_EXPORT))
+                .transpose()?,
+            initialize: exports(abi::EXPORT_INITIALIZE)
+                .map(|_| cname(abi::EXPORT_INITIALIZE))
+                .transpose()?,
+            entry: cname(&spec.entry)?,
             module,
             abi,
-            entry,
             argv0: spec.name.clone().unwrap_or_else(|| "action".to_owned()),
             spec,
             limits,
@@ -86,8 +98,10 @@ struct WamrAction {
     module: Arc<LoadedModule>,
     abi: ActionAbi,
     entry: CString,
-    has_initialize: bool,
-    uses_wasi: bool,
+    /// The module's start function, exported by the rewrite of [`deferred`].
+    start: Option<CString>,
+    /// `_initialize`, under its name in the loaded module.
+    initialize: Option<CString>,
     argv0: String,
     spec: ActionSpec,
     limits: Limits,
@@ -131,10 +145,12 @@ impl PreparedAction for WamrAction {
                 stdio: io.guest_fds(),
                 scratch,
             };
+            // Instantiation runs no guest code (see `deferred`): the start
+            // function and `_initialize` run here, where the deadline can
+            // terminate them.
             let mut instance = ffi::Instance::new(&self.module, &settings, io.watch())?;
-            if self.has_initialize && !self.uses_wasi {
-                // WAMR calls `_initialize` itself only for WASI modules.
-                instance.call(c"_initialize", 0, &mut [])?;
+            for func in [&self.start, &self.initialize].into_iter().flatten() {
+                instance.call(func, &[])?;
             }
             match self.abi {
                 ActionAbi::Sdk => {
@@ -144,7 +160,7 @@ impl PreparedAction for WamrAction {
                     };
                     abi::call_sdk(&mut sdk, &params, self.limits.max_result_bytes)
                 }
-                ActionAbi::Command => match instance.call(c"_start", 0, &mut []) {
+                ActionAbi::Command => match instance.call(c"_start", &[]) {
                     Ok(_) | Err(Error::Exit(0)) => Ok(Vec::new()),
                     Err(e) => Err(e),
                 },
@@ -176,16 +192,19 @@ impl SdkInstance for WamrSdk<'_, '_> {
     type Error = Error;
 
     fn alloc(&mut self, len: u32) -> Result<u32> {
-        let mut cells = [len, 0];
-        self.instance.call(c"ow_alloc", 1, &mut cells)?;
-        Ok(cells[0])
+        // The types were checked at /init: one i32 in, one i32 out.
+        match self.instance.call(c"ow_alloc", &[len])?[..] {
+            [ptr] => Ok(ptr),
+            _ => Err(Error::Abi("ow_alloc must return one i32".into())),
+        }
     }
 
     fn call_entry(&mut self, ptr: u32, len: u32) -> Result<i64> {
-        let mut cells = [ptr, len];
-        self.instance.call(self.entry, 2, &mut cells)?;
         // An i64 result comes back in two cells, low word first.
-        Ok((u64::from(cells[0]) | (u64::from(cells[1]) << 32)) as i64)
+        match self.instance.call(self.entry, &[ptr, len])?[..] {
+            [low, high] => Ok((u64::from(low) | (u64::from(high) << 32)) as i64),
+            _ => Err(Error::Abi("the entry point must return one i64".into())),
+        }
     }
 
     fn memory_size(&mut self) -> usize {

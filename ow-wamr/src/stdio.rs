@@ -3,7 +3,8 @@
 //! pipes drained by a helper thread that keeps up to the log limit and drops
 //! the rest (the guest never blocks on a full pipe). The helper's poll
 //! timeout is also the activation's deadline: it then terminates the live
-//! instance through [`Watch`].
+//! instance through [`Watch`] and interrupts the activation's thread, which
+//! may be asleep in a system call (see [`crate::ffi::wake`]).
 
 use ow_common::log::CappedLog;
 use ow_common::{Error, Result};
@@ -16,14 +17,20 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// The live instance of an activation, for the deadline to terminate.
-#[derive(Default)]
 pub(crate) struct Watch {
     /// The instance's address while it can be terminated; cleared (under
-    /// the lock) before it is deinstantiated.
+    /// the lock) before it is deinstantiated. Also held while the
+    /// instance's exception text is read, which `terminate` writes.
     pub(crate) live: Mutex<Option<usize>>,
     /// Set once the deadline passed.
     pub(crate) timed_out: AtomicBool,
+    /// The thread that runs the activation.
+    thread: libc::pthread_t,
 }
+
+/// How often the helper interrupts the activation's thread again after the
+/// deadline, until the instance is gone.
+const WAKE_AGAIN: Duration = Duration::from_millis(50);
 
 type Drained = ([CappedLog; 2], bool);
 
@@ -51,7 +58,12 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
 
 fn memfd_with(data: &[u8]) -> Result<File> {
     // SAFETY: a valid NUL-terminated name and flags.
-    let fd = unsafe { libc::memfd_create(c"ow-stdin".as_ptr(), libc::MFD_CLOEXEC) };
+    let fd = unsafe {
+        libc::memfd_create(
+            c"ow-stdin".as_ptr(),
+            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+        )
+    };
     if fd < 0 {
         return Err(resources("cannot create the stdin memfd"));
     }
@@ -60,6 +72,14 @@ fn memfd_with(data: &[u8]) -> Result<File> {
     file.write_all(data)
         .and_then(|()| file.seek(SeekFrom::Start(0)).map(drop))
         .map_err(|e| Error::Resources(format!("cannot fill stdin: {e}")))?;
+    // WAMR gives a regular file descriptor full rights: without seals the
+    // guest could write to its stdin or `fd_allocate` it to any size, in
+    // host memory outside its memory cap.
+    let seals = libc::F_SEAL_WRITE | libc::F_SEAL_GROW | libc::F_SEAL_SHRINK | libc::F_SEAL_SEAL;
+    // SAFETY: fcntl on a descriptor we own, with an integer argument.
+    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
+        return Err(resources("cannot seal the stdin memfd"));
+    }
     Ok(file)
 }
 
@@ -69,8 +89,14 @@ impl ActivationIo {
         let stdin = memfd_with(stdin)?;
         let (out_r, out_w) = pipe()?;
         let (err_r, err_w) = pipe()?;
-        let watch = Arc::new(Watch::default());
-        let deadline = Instant::now() + limit;
+        let watch = Arc::new(Watch {
+            live: Mutex::new(None),
+            timed_out: AtomicBool::new(false),
+            // SAFETY: no preconditions; this is the activation's thread.
+            thread: unsafe { libc::pthread_self() },
+        });
+        // None: a limit past what the clock holds, which never fires.
+        let deadline = Instant::now().checked_add(limit);
         let helper_watch = Arc::clone(&watch);
         let helper = std::thread::Builder::new()
             .name("wamr-stdio".into())
@@ -116,7 +142,12 @@ impl ActivationIo {
     }
 }
 
-fn drain_and_watch(fds: [OwnedFd; 2], cap: usize, deadline: Instant, watch: &Watch) -> Drained {
+fn drain_and_watch(
+    fds: [OwnedFd; 2],
+    cap: usize,
+    deadline: Option<Instant>,
+    watch: &Watch,
+) -> Drained {
     let mut out = [CappedLog::new(cap), CappedLog::new(cap)];
     let mut open = [true; 2];
     let mut buf = vec![0u8; 64 * 1024];
@@ -130,22 +161,31 @@ fn drain_and_watch(fds: [OwnedFd; 2], cap: usize, deadline: Instant, watch: &Wat
                 revents: 0,
             })
             .collect();
-        let timeout_ms = if watch.timed_out.load(Ordering::SeqCst) {
-            -1
-        } else {
-            deadline
+        let timed_out = watch.timed_out.load(Ordering::SeqCst);
+        let timeout_ms = match deadline {
+            Some(deadline) if !timed_out => deadline
                 .saturating_duration_since(Instant::now())
                 .as_millis()
-                .min(i32::MAX as u128) as i32
+                .min(i32::MAX as u128) as i32,
+            _ if timed_out => WAKE_AGAIN.as_millis() as i32,
+            _ => -1,
         };
         // SAFETY: `pfds` is a valid array of pollfd of the given length.
         let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout_ms) };
-        if n == 0 && !watch.timed_out.swap(true, Ordering::SeqCst) {
-            // The deadline: stop the guest. The lock is held across the call,
-            // so the instance cannot be deinstantiated meanwhile.
+        if n == 0 {
+            // The deadline: stop the guest, and wake its thread from a
+            // system call (a sleep in `poll_oneoff` is a plain
+            // `clock_nanosleep`), again every WAKE_AGAIN until the instance
+            // is gone. The lock is held across both calls, so the instance
+            // cannot be deinstantiated, nor its thread move on to another
+            // activation, meanwhile.
+            let first = !watch.timed_out.swap(true, Ordering::SeqCst);
             let live = watch.live.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(inst) = *live {
-                crate::ffi::terminate(inst);
+                if first {
+                    crate::ffi::terminate(inst);
+                }
+                crate::ffi::wake(watch.thread);
             }
             continue;
         }
