@@ -334,7 +334,7 @@ impl PreparedAction for WasmerAction {
         // A Store is not Send: it lives and dies on this thread.
         let mut store = Store::new(self.engine.clone());
         let guard = self.watchdog.watch(store.interrupter(), time_limit);
-        let raw = self.run_in(&mut store, ctx, &params, &stdout, &stderr);
+        let raw = self.run_in(&mut store, &guard, ctx, &params, &stdout, &stderr);
         let timed_out = guard.fired();
         drop(guard);
         drop(store);
@@ -362,6 +362,7 @@ impl WasmerAction {
     fn run_in(
         &self,
         store: &mut Store,
+        guard: &watchdog::Guard,
         ctx: &ActivationContext,
         params: &[u8],
         stdout: &LogFile,
@@ -378,7 +379,6 @@ impl WasmerAction {
             }
             host_stdin.close();
             let env = ctx.environment(&self.spec.env);
-            // `instantiate` also calls `_initialize` when it is exported.
             let mut builder = WasiEnv::builder(self.argv0.as_str())
                 .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
                 .stdin(Box::new(guest_stdin))
@@ -397,21 +397,30 @@ impl WasmerAction {
                         Error::Resources(format!("cannot open the scratch directory: {e}"))
                     })?;
             }
-            let (instance, wasi_env) = builder
-                .instantiate(Module::clone(&self.module), &mut *store)
-                .map_err(wasi_error)?;
+            // wasmer's documented step-by-step flow rather than
+            // `instantiate`: the WASI process exists before any guest code
+            // runs, so the deadline can stop a guest blocked in a WASI call
+            // from its start function on, `_initialize` included.
+            let mut wasi_env = builder.finalize(&mut *store).map_err(wasi_error)?;
+            guard.also_kill(wasi_env.data(&*store).process.clone());
+            let imports = wasi_env
+                .import_object(&mut *store, &self.module)
+                .map_err(|e| Error::InvalidModule(e.to_string()))?;
+            let instance = Instance::new(&mut *store, &self.module, &imports)
+                .map_err(|e| Error::Trap(e.to_string()))?;
+            wasi_env
+                .initialize(&mut *store, instance.clone())
+                .map_err(export_error)?;
             _wasi_env = Some(wasi_env);
+            if self.has_initialize {
+                call_initialize(&instance, store)?;
+            }
             instance
         } else {
             let instance = Instance::new(&mut *store, &self.module, &wasmer::imports! {})
                 .map_err(|e| Error::Trap(e.to_string()))?;
             if self.has_initialize {
-                instance
-                    .exports
-                    .get_typed_function::<(), ()>(&*store, abi::EXPORT_INITIALIZE)
-                    .map_err(export_error)?
-                    .call(&mut *store)
-                    .map_err(runtime_error)?;
+                call_initialize(&instance, store)?;
             }
             instance
         };
@@ -491,6 +500,16 @@ impl SdkInstance for WasmerSdk<'_> {
             .map_err(|e| Error::Abi(e.to_string()))?;
         Ok(buf)
     }
+}
+
+/// Call `_initialize` (typed `() -> ()` at /init).
+fn call_initialize(instance: &Instance, store: &mut Store) -> Result<()> {
+    instance
+        .exports
+        .get_typed_function::<(), ()>(&*store, abi::EXPORT_INITIALIZE)
+        .map_err(export_error)?
+        .call(&mut *store)
+        .map_err(runtime_error)
 }
 
 fn exit_code(e: &RuntimeError) -> Option<i32> {

@@ -5,11 +5,17 @@
 //! dropped), so an expired activation is interrupted again on every tick
 //! until it ends. A shared ticker costs nothing per activation but a lock,
 //! unlike a thread per activation.
+//!
+//! A guest blocked in a WASI call (a long `poll_oneoff` sleep) runs no wasm
+//! to interrupt: its WASI process is also sent `SIGKILL` once, which wasix's
+//! blocking calls watch for (its asyncify poller) and turn into an exit.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 use wasmer::Interrupter;
+use wasmer_wasix::WasiProcess;
+use wasmer_wasix::wasmer_wasix_types::wasi::Signal;
 
 const TICK: Duration = Duration::from_millis(5);
 
@@ -18,6 +24,8 @@ struct Watch {
     deadline: Instant,
     interrupter: Interrupter,
     fired: Arc<AtomicBool>,
+    /// The activation's WASI process, signalled once at the deadline.
+    process: Option<WasiProcess>,
 }
 
 #[derive(Default)]
@@ -43,6 +51,14 @@ impl Guard {
     pub(crate) fn fired(&self) -> bool {
         self.fired.load(Ordering::SeqCst)
     }
+
+    /// Also stop `process` at the deadline (a guest waiting in a WASI call).
+    pub(crate) fn also_kill(&self, process: WasiProcess) {
+        let mut list = self.watches.list.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(watch) = list.iter_mut().find(|w| w.id == self.id) {
+            watch.process = Some(process);
+        }
+    }
 }
 
 impl Drop for Guard {
@@ -65,10 +81,13 @@ impl Watchdog {
                         return;
                     };
                     let now = Instant::now();
-                    let list = watches.list.lock().unwrap_or_else(|e| e.into_inner());
-                    for w in list.iter().filter(|w| w.deadline <= now) {
+                    let mut list = watches.list.lock().unwrap_or_else(|e| e.into_inner());
+                    for w in list.iter_mut().filter(|w| w.deadline <= now) {
                         w.fired.store(true, Ordering::SeqCst);
                         w.interrupter.interrupt();
+                        if let Some(process) = w.process.take() {
+                            process.signal_process(Signal::Sigkill);
+                        }
                     }
                 }
             })?;
@@ -88,9 +107,13 @@ impl Watchdog {
         let fired = Arc::new(AtomicBool::new(false));
         let watch = Watch {
             id,
-            deadline: Instant::now() + limit,
+            // A limit past what the clock holds never fires.
+            deadline: Instant::now()
+                .checked_add(limit)
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(u32::MAX.into())),
             interrupter,
             fired: Arc::clone(&fired),
+            process: None,
         };
         self.watches
             .list

@@ -15,9 +15,13 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 ///   back to on-demand allocation.
 /// - **Copy-on-write memory images** (wasmtime's default, kept on): a
 ///   module's data segments are mapped, not copied, into each fresh instance.
-/// - **Epoch interruption**: a ticker thread advances the epoch every few
-///   milliseconds; each store's deadline is the activation's time limit. It
-///   costs a load and compare at loop headers, far less than fuel metering.
+/// - **Async execution, one deadline**: guest code runs on a fiber
+///   (`call_async`); a ticker thread advances the epoch every few
+///   milliseconds and a running guest yields at each tick (a load and
+///   compare at loop headers, far less than fuel metering). The activation's
+///   time limit is one tokio timeout around the call: it stops a guest that
+///   computes (at its next yield) and one blocked in a WASI sleep (a timer,
+///   not a blocked thread) alike, by dropping the call.
 /// - **Memory cap**: the pool's memory slots and each store's limiter stop
 ///   linear memory at `limits.max_memory_bytes` (`memory.grow` returns -1).
 /// - **Stack and tables**: `max_wasm_stack` is `limits.max_stack_bytes`
@@ -49,8 +53,8 @@ impl WasmtimeConfig {
             .parallel_compilation(true)
             .memory_init_cow(true)
             .max_wasm_stack(self.limits.max_stack_bytes)
-            // Unused (activations are synchronous), but wasmtime requires
-            // it to hold the wasm stack.
+            // The fiber stack holds the wasm stack plus the host functions
+            // (WASI) called from it: 1 MiB above the wasm limit.
             .async_stack_size(self.limits.max_stack_bytes + (1 << 20));
         config
     }
@@ -61,6 +65,8 @@ impl WasmtimeConfig {
         pool.total_core_instances(n)
             .total_memories(n)
             .total_tables(n)
+            // One fiber stack per running activation, reused like the rest.
+            .total_stacks(n)
             .max_memory_size(self.limits.max_memory_bytes)
             .table_elements(self.limits.max_table_elements as usize)
             // Keep freed slots' memory mapped-in for reuse up to this many

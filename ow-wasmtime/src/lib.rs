@@ -26,8 +26,9 @@ use wasmtime_wasi::{FsPerms, I32Exit};
 /// The wasmtime version this crate is built with.
 pub const WASMTIME_VERSION: &str = "48.0.0";
 
-/// How often the epoch ticker advances the engine's epoch; deadlines are
-/// enforced to this granularity (OpenWhisk's shortest timeout is 100 ms).
+/// How often the epoch ticker advances the engine's epoch: a running guest
+/// yields this often, so deadlines are enforced to this granularity
+/// (OpenWhisk's shortest timeout is 100 ms).
 const EPOCH_TICK: Duration = Duration::from_millis(5);
 
 /// The wasmtime engine: one per process.
@@ -40,6 +41,19 @@ pub struct WasmtimeRuntime {
     linker: Arc<Linker<ActivationState>>,
     limits: Limits,
     pooling: bool,
+    /// Drives activations' timers (WASI sleeps, deadlines); `None` only
+    /// while dropping.
+    tokio: Option<tokio::runtime::Runtime>,
+    tokio_handle: tokio::runtime::Handle,
+}
+
+impl Drop for WasmtimeRuntime {
+    fn drop(&mut self) {
+        // May be dropped inside an async context, where a blocking shutdown panics.
+        if let Some(tokio) = self.tokio.take() {
+            tokio.shutdown_background();
+        }
+    }
 }
 
 /// What a store holds for one activation.
@@ -65,9 +79,17 @@ impl WasmtimeRuntime {
     pub fn with_config(config: WasmtimeConfig) -> Result<Self> {
         let (engine, pooling) = config.build_engine()?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut ActivationState| &mut s.wasi)
+        wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut ActivationState| &mut s.wasi)
             .map_err(|e| Error::Resources(format!("cannot link WASI: {e:#}")))?;
         spawn_epoch_ticker(&engine);
+        // Activations run on the calling thread (`Handle::block_on`); this
+        // runtime's one worker only drives the timers they wait on.
+        let tokio = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("wasmtime-timers")
+            .enable_time()
+            .build()
+            .map_err(|e| Error::Resources(format!("cannot start wasmtime's timers: {e}")))?;
         let mut hasher = ow_common::digest::Sha256Hasher::default();
         // Covers wasmtime's version, target, CPU features and every setting
         // that changes the generated code.
@@ -79,6 +101,8 @@ impl WasmtimeRuntime {
             linker: Arc::new(linker),
             limits: config.limits,
             pooling,
+            tokio_handle: tokio.handle().clone(),
+            tokio: Some(tokio),
         })
     }
 
@@ -191,6 +215,7 @@ impl WasmtimeRuntime {
             argv0: spec.name.clone().unwrap_or_else(|| "action".to_owned()),
             spec,
             limits,
+            tokio: self.tokio_handle.clone(),
         }))
     }
 }
@@ -232,6 +257,7 @@ struct WasmtimeAction {
     argv0: String,
     spec: ActionSpec,
     limits: Limits,
+    tokio: tokio::runtime::Handle,
 }
 
 impl PreparedAction for WasmtimeAction {
@@ -254,14 +280,24 @@ impl PreparedAction for WasmtimeAction {
             .as_deref()
             .map(scratch::create)
             .transpose();
+        // The one deadline of the activation (none when it lies beyond
+        // what the clock can represent).
+        let deadline = tokio::time::Instant::now().checked_add(time_limit);
         let raw = match &scratch {
             Err(e) => Err(wasmtime::Error::from(e.clone())),
             Ok(dir) => self
-                .new_store(ctx, stdin, &stdout, &stderr, time_limit, dir.as_ref())
+                .new_store(ctx, stdin, &stdout, &stderr, dir.as_ref())
                 .map_err(wasmtime::Error::from)
-                .and_then(|mut store| match self.abi {
-                    ActionAbi::Sdk => self.call_sdk(&mut store, &params),
-                    ActionAbi::Command => self.call_command(&mut store),
+                .and_then(|store| {
+                    let mut calls = Calls {
+                        store,
+                        tokio: &self.tokio,
+                        deadline,
+                    };
+                    match self.abi {
+                        ActionAbi::Sdk => self.call_sdk(&mut calls, &params),
+                        ActionAbi::Command => self.call_command(&mut calls),
+                    }
                 }),
         };
         // The store (and its handle on the directory) is gone: remove it.
@@ -287,7 +323,6 @@ impl WasmtimeAction {
         stdin: MemoryInputPipe,
         stdout: &LogPipe,
         stderr: &LogPipe,
-        time_limit: Duration,
         scratch: Option<&scratch::TempDir>,
     ) -> Result<Store<ActivationState>> {
         let mut wasi = wasmtime_wasi::WasiCtxBuilder::new();
@@ -314,47 +349,52 @@ impl WasmtimeAction {
             .build();
         let mut store = Store::new(self.pre.module().engine(), ActivationState { wasi, limits });
         store.limiter(|s| &mut s.limits);
-        let ticks = time_limit.as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64 + 1;
-        store.set_epoch_deadline(ticks);
+        // A running guest yields to the executor at every epoch tick, where
+        // the activation's deadline can stop it (see `Calls::within`).
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_async_yield_and_update(1);
         Ok(store)
     }
 
-    fn instantiate(
-        &self,
-        store: &mut Store<ActivationState>,
-    ) -> wasmtime::Result<wasmtime::Instance> {
-        let instance = self.pre.instantiate(&mut *store)?;
+    fn instantiate(&self, calls: &mut Calls<'_>) -> wasmtime::Result<wasmtime::Instance> {
+        let Calls {
+            store,
+            tokio,
+            deadline,
+        } = calls;
+        let instance = within(tokio, *deadline, self.pre.instantiate_async(&mut *store))?;
         if self.has_initialize {
-            instance
-                .get_typed_func::<(), ()>(&mut *store, abi::EXPORT_INITIALIZE)?
-                .call(&mut *store, ())?;
+            // Typed `() -> ()` at /init (`abi::classify`).
+            let init = instance.get_typed_func::<(), ()>(&mut *store, abi::EXPORT_INITIALIZE)?;
+            within(tokio, *deadline, init.call_async(&mut *store, ()))?;
         }
         Ok(instance)
     }
 
     /// SDK ABI: the shared sequence of [`abi::call_sdk`] on a fresh instance.
-    fn call_sdk(
-        &self,
-        store: &mut Store<ActivationState>,
-        params: &[u8],
-    ) -> wasmtime::Result<Vec<u8>> {
-        let instance = self.instantiate(store)?;
+    fn call_sdk(&self, calls: &mut Calls<'_>, params: &[u8]) -> wasmtime::Result<Vec<u8>> {
+        let instance = self.instantiate(calls)?;
+        let store = &mut calls.store;
         let mut sdk = WasmtimeSdk {
             memory: instance
                 .get_memory(&mut *store, abi::EXPORT_MEMORY)
                 .ok_or_else(|| wasmtime::format_err!("no memory export"))?,
             alloc: instance.get_typed_func::<i32, i32>(&mut *store, abi::EXPORT_ALLOC)?,
             entry: instance.get_typed_func::<(i32, i32), i64>(&mut *store, &self.spec.entry)?,
-            store,
+            calls,
         };
         abi::call_sdk(&mut sdk, params, self.limits.max_result_bytes)
     }
 
     /// Command ABI: run `_start`; exit code 0 (or returning) is success.
-    fn call_command(&self, store: &mut Store<ActivationState>) -> wasmtime::Result<Vec<u8>> {
-        let instance = self.instantiate(store)?;
-        let start = instance.get_typed_func::<(), ()>(&mut *store, abi::EXPORT_START)?;
-        match start.call(&mut *store, ()) {
+    fn call_command(&self, calls: &mut Calls<'_>) -> wasmtime::Result<Vec<u8>> {
+        let instance = self.instantiate(calls)?;
+        let start = instance.get_typed_func::<(), ()>(&mut calls.store, abi::EXPORT_START)?;
+        match within(
+            calls.tokio,
+            calls.deadline,
+            start.call_async(&mut calls.store, ()),
+        ) {
             Ok(()) => Ok(Vec::new()),
             Err(e) if e.downcast_ref::<I32Exit>().is_some_and(|exit| exit.0 == 0) => Ok(Vec::new()),
             Err(e) => Err(e),
@@ -362,35 +402,78 @@ impl WasmtimeAction {
     }
 }
 
+/// An activation's store and its deadline: every call into the guest goes
+/// through [`within`].
+struct Calls<'a> {
+    store: Store<ActivationState>,
+    tokio: &'a tokio::runtime::Handle,
+    deadline: Option<tokio::time::Instant>,
+}
+
+/// Drive one call into the guest on this thread until it ends or the
+/// deadline passes. At the deadline the call is dropped: wasmtime unwinds
+/// the guest's fiber, whether it was computing (it yields at every epoch
+/// tick) or waiting in a host call such as a WASI sleep. This is the
+/// activation's only time limit on wasmtime.
+fn within<T>(
+    tokio: &tokio::runtime::Handle,
+    deadline: Option<tokio::time::Instant>,
+    call: impl std::future::Future<Output = wasmtime::Result<T>>,
+) -> wasmtime::Result<T> {
+    tokio.block_on(async {
+        match deadline {
+            Some(at) => tokio::time::timeout_at(at, call)
+                .await
+                .unwrap_or_else(|_| Err(Trap::Interrupt.into())),
+            None => call.await,
+        }
+    })
+}
+
 /// One SDK instance for [`abi::call_sdk`].
-struct WasmtimeSdk<'a> {
-    store: &'a mut Store<ActivationState>,
+struct WasmtimeSdk<'a, 'b> {
+    calls: &'a mut Calls<'b>,
     memory: Memory,
     alloc: TypedFunc<i32, i32>,
     entry: TypedFunc<(i32, i32), i64>,
 }
 
-impl SdkInstance for WasmtimeSdk<'_> {
+impl SdkInstance for WasmtimeSdk<'_, '_> {
     type Error = wasmtime::Error;
 
     fn alloc(&mut self, len: u32) -> wasmtime::Result<u32> {
-        Ok(self.alloc.call(&mut *self.store, len as i32)? as u32)
+        let Calls {
+            store,
+            tokio,
+            deadline,
+        } = &mut *self.calls;
+        let ptr = within(tokio, *deadline, self.alloc.call_async(store, len as i32))?;
+        Ok(ptr as u32)
     }
 
     fn call_entry(&mut self, ptr: u32, len: u32) -> wasmtime::Result<i64> {
-        self.entry.call(&mut *self.store, (ptr as i32, len as i32))
+        let Calls {
+            store,
+            tokio,
+            deadline,
+        } = &mut *self.calls;
+        within(
+            tokio,
+            *deadline,
+            self.entry.call_async(store, (ptr as i32, len as i32)),
+        )
     }
 
     fn memory_size(&mut self) -> usize {
-        self.memory.data_size(&*self.store)
+        self.memory.data_size(&self.calls.store)
     }
 
     fn write(&mut self, offset: usize, bytes: &[u8]) -> wasmtime::Result<()> {
-        Ok(self.memory.write(&mut *self.store, offset, bytes)?)
+        Ok(self.memory.write(&mut self.calls.store, offset, bytes)?)
     }
 
     fn read(&mut self, range: std::ops::Range<usize>) -> wasmtime::Result<Vec<u8>> {
-        Ok(self.memory.data(&*self.store)[range].to_vec())
+        Ok(self.memory.data(&self.calls.store)[range].to_vec())
     }
 }
 
