@@ -111,6 +111,13 @@ pub fn decode_package(code: &str, binary: bool) -> Result<Package, ArtifactError
             archive: None,
         })
     } else if bytes.starts_with(ZIP_MAGIC) {
+        // The zip crate parses the whole central directory when it opens
+        // an archive: refuse one that declares too many entries first.
+        if let Some(declared) = declared_entries(&bytes)
+            && declared > MAX_ZIP_ENTRIES as u64
+        {
+            return Err(too_many_entries(declared));
+        }
         let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).map_err(bad_zip)?;
         let wasm = wasm_from_zip(&mut archive)?;
         Ok(Package {
@@ -138,13 +145,48 @@ fn bad_zip(e: impl std::fmt::Display) -> ArtifactError {
     ArtifactError::Load(format!("The code is not a valid zip archive: {e}"))
 }
 
+fn too_many_entries(count: u64) -> ArtifactError {
+    ArtifactError::Load(format!(
+        "The zip archive has {count} entries, more than the {MAX_ZIP_ENTRIES} allowed."
+    ))
+}
+
+/// The entry count a zip's end-of-central-directory record declares (the
+/// zip64 record's, when the classic one says to look there), read without
+/// parsing the central directory; `None` when no record is found, which
+/// the zip crate then reports in its own words.
+fn declared_entries(bytes: &[u8]) -> Option<u64> {
+    const EOCD: &[u8] = b"PK\x05\x06";
+    const EOCD_LEN: usize = 22;
+    const ZIP64_LOCATOR: &[u8] = b"PK\x06\x07";
+    const ZIP64_EOCD: &[u8] = b"PK\x06\x06";
+    let u16_at = |at: usize| Some(u16::from_le_bytes(bytes.get(at..at + 2)?.try_into().ok()?));
+    let u64_at = |at: usize| Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?));
+    // The record ends the file, followed by a comment of at most 64 KiB.
+    let last = bytes.len().checked_sub(EOCD_LEN)?;
+    let first = last.saturating_sub(u16::MAX as usize);
+    let eocd = (first..=last)
+        .rev()
+        .find(|&at| bytes[at..].starts_with(EOCD))?;
+    let total = u16_at(eocd + 10)?;
+    if total != u16::MAX {
+        return Some(u64::from(total));
+    }
+    let locator = eocd.checked_sub(20)?;
+    if !bytes[locator..].starts_with(ZIP64_LOCATOR) {
+        return Some(u64::from(total));
+    }
+    let record = usize::try_from(u64_at(locator + 8)?).ok()?;
+    if !bytes.get(record..)?.starts_with(ZIP64_EOCD) {
+        return None;
+    }
+    u64_at(record + 32)
+}
+
 /// Find the module in a zip and read it, bounded.
 fn wasm_from_zip(archive: &mut zip::ZipArchive<Cursor<Vec<u8>>>) -> Result<Vec<u8>, ArtifactError> {
     if archive.len() > MAX_ZIP_ENTRIES {
-        return Err(ArtifactError::Load(format!(
-            "The zip archive has {} entries, more than the {MAX_ZIP_ENTRIES} allowed.",
-            archive.len()
-        )));
+        return Err(too_many_entries(archive.len() as u64));
     }
     // The archive is never extracted, but a name that climbs out of it or is
     // absolute marks a hostile or broken upload: refuse it outright.
@@ -243,6 +285,31 @@ mod tests {
             w.write_all(data).unwrap();
         }
         w.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn a_zip_declaring_too_many_entries_is_refused_before_its_directory_is_parsed() {
+        let ok = zip_of(&[("action.wasm", MODULE), ("README", b"hi")]);
+        assert_eq!(declared_entries(&ok), Some(2));
+        // Claim 60,000 entries in the end record of a two-entry zip: the
+        // count alone refuses it (a parse would fail on the directory).
+        let mut forged = ok.clone();
+        let eocd = forged.len() - 22;
+        assert_eq!(&forged[eocd..eocd + 4], b"PK\x05\x06");
+        forged[eocd + 8..eocd + 10].copy_from_slice(&60_000u16.to_le_bytes());
+        forged[eocd + 10..eocd + 12].copy_from_slice(&60_000u16.to_le_bytes());
+        let err = decode(&b64(&forged), true).unwrap_err().to_string();
+        assert!(err.contains("60000 entries"), "{err}");
+        // A real one with 1,025 entries is refused with the same message.
+        let names: Vec<String> = (0..1025).map(|i| format!("f{i}")).collect();
+        let mut entries: Vec<(&str, &[u8])> =
+            names.iter().map(|n| (n.as_str(), &b""[..])).collect();
+        entries.push(("action.wasm", MODULE));
+        let err = decode(&b64(&zip_of(&entries)), true)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("1026 entries"), "{err}");
+        assert_eq!(declared_entries(b"PK\x03\x04 no end record"), None);
     }
 
     #[test]
