@@ -130,6 +130,30 @@ pub struct Cli {
     #[arg(long, env = "OW_CACHE_MAX_MB", default_value_t = 1024)]
     pub cache_max_mb: u64,
 
+    /// Memory all running activations and /inits may reserve together:
+    /// each activation reserves its memory cap plus its two log buffers,
+    /// each /init 8 times its body, before it starts; what does not fit
+    /// waits up to --max-queue-wait, then gets 429. `auto` (the default):
+    /// the cgroup's memory limit less 64 MiB for the executor, or no budget
+    /// when there is no limit; `off`: no budget; else a size (`512` is MiB,
+    /// or `512M`, `2G`).
+    #[arg(long, env = "OW_MEMORY_BUDGET", default_value = "auto", value_parser = parse_budget)]
+    pub memory_budget: MemoryBudgetArg,
+
+    /// /init requests that may read and compile code at once; more wait up
+    /// to --max-queue-wait, then get 429.
+    #[arg(long, env = "OW_MAX_CONCURRENT_INITS", default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrent_inits: u32,
+
+    /// The most a graceful shutdown (SIGTERM, SIGINT) waits for in-flight
+    /// requests before closing them. Default: the longest an activation may
+    /// run (--max-duration) plus the deadline guard's grace and a second,
+    /// so that every activation admitted before the signal is answered and
+    /// its logs and sentinels are written.
+    #[arg(long, env = "OW_SHUTDOWN_TIMEOUT", value_parser = parse_duration)]
+    pub shutdown_timeout: Option<Duration>,
+
     /// HTTP worker threads (0: one per core). Wasm runs on a separate pool.
     #[arg(long, env = "OW_HTTP_WORKERS", default_value_t = 0)]
     pub http_workers: usize,
@@ -304,6 +328,52 @@ pub fn action_limits(operator: &Limits, env: &BTreeMap<String, String>) -> Resul
     Ok(asked.within(operator))
 }
 
+/// `--memory-budget`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemoryBudgetArg {
+    /// From the cgroup's memory limit, if any.
+    Auto,
+    /// No budget.
+    Off,
+    /// This many bytes.
+    Bytes(u64),
+}
+
+impl MemoryBudgetArg {
+    /// The budget in bytes, if there is one.
+    pub fn bytes(self) -> Option<u64> {
+        match self {
+            MemoryBudgetArg::Auto => crate::budget::default_budget_bytes(),
+            MemoryBudgetArg::Off => None,
+            MemoryBudgetArg::Bytes(n) => Some(n),
+        }
+    }
+}
+
+fn parse_budget(s: &str) -> Result<MemoryBudgetArg, String> {
+    let s = s.trim();
+    match s.to_ascii_lowercase().as_str() {
+        "auto" => return Ok(MemoryBudgetArg::Auto),
+        "off" | "none" | "0" => return Ok(MemoryBudgetArg::Off),
+        _ => {}
+    }
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size (e.g. 512, 512M, 2G, auto, off)"))?;
+    let shift = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "M" | "MB" | "MIB" => 20,
+        "K" | "KB" | "KIB" => 10,
+        "G" | "GB" | "GIB" => 30,
+        other => return Err(format!("unknown size unit `{other}` (use K, M or G)")),
+    };
+    n.checked_mul(1 << shift)
+        .filter(|&bytes| bytes >= 1 << 20)
+        .map(MemoryBudgetArg::Bytes)
+        .ok_or_else(|| format!("`{s}` is out of range (at least 1 MiB)"))
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     if let Ok(ms) = s.parse::<u64>() {
@@ -315,6 +385,24 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn budgets_accept_sizes_auto_and_off() {
+        assert_eq!(
+            parse_budget("512").unwrap(),
+            MemoryBudgetArg::Bytes(512 << 20)
+        );
+        assert_eq!(parse_budget("2G").unwrap(), MemoryBudgetArg::Bytes(2 << 30));
+        assert_eq!(
+            parse_budget("64mib").unwrap(),
+            MemoryBudgetArg::Bytes(64 << 20)
+        );
+        assert_eq!(parse_budget("auto").unwrap(), MemoryBudgetArg::Auto);
+        assert_eq!(parse_budget("off").unwrap(), MemoryBudgetArg::Off);
+        assert!(parse_budget("12X").is_err());
+        assert!(parse_budget("1K").is_err());
+        assert!(parse_budget("99999999999999999G").is_err());
+    }
 
     #[test]
     fn durations_accept_units_and_bare_milliseconds() {

@@ -38,6 +38,17 @@ pub enum ApiError {
     /// Every activation slot stayed busy for the whole queue wait.
     #[error("Too many concurrent activations: all {0} slots stayed busy; retry later.")]
     Busy(usize),
+    /// The memory budget stayed in use for the whole queue wait.
+    #[error(
+        "Not enough memory for the request: it reserves {needed_mib} MiB and the executor's \
+         budget of {budget_mib} MiB stayed in use; retry later."
+    )]
+    OverBudget {
+        /// What the request reserves, in MiB.
+        needed_mib: u32,
+        /// The whole budget, in MiB.
+        budget_mib: u32,
+    },
     /// A bug or a failed host resource; details go to the log only.
     #[error("Internal error: the executor could not complete the request.")]
     Internal(String),
@@ -53,7 +64,9 @@ impl ResponseError for ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Load(_) => StatusCode::BAD_GATEWAY,
-            ApiError::Action(E::Resources(_)) | ApiError::Busy(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Action(E::Resources(_)) | ApiError::Busy(_) | ApiError::OverBudget { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::Action(_) => StatusCode::BAD_GATEWAY,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,

@@ -3,12 +3,14 @@
 //! See the crate README for the endpoints and flags, `docs/abi.md` for the
 //! action ABI.
 
+mod budget;
 mod cli;
 mod engines;
 mod error;
 mod load;
 mod logs;
 mod metrics;
+mod registry;
 mod server;
 
 use anyhow::Context as _;
@@ -41,7 +43,17 @@ fn main() -> anyhow::Result<()> {
         // Room for the wasm stack plus the engines' and WASI's own frames.
         wasm_thread_stack_bytes: cli.limits().max_stack_bytes.max(4 << 20) + (4 << 20),
         scratch_dir: cli.scratch_dir(),
+        shutdown_timeout: cli.shutdown_timeout.unwrap_or_else(|| {
+            cli.max_duration
+                .saturating_add(server::DEADLINE_GRACE)
+                .saturating_add(std::time::Duration::from_secs(1))
+        }),
+        memory_budget: cli.memory_budget.bytes(),
+        max_concurrent_inits: cli.max_concurrent_inits as usize,
     };
+    if let Some(bytes) = settings.memory_budget {
+        tracing::info!(mib = bytes >> 20, "memory budget");
+    }
     let trust = cli.trust_policy().map_err(anyhow::Error::msg)?;
     if trust.trust_unsigned {
         tracing::warn!(

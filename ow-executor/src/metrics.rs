@@ -42,6 +42,8 @@ pub struct Metrics {
     pub in_flight: Gauge,
     /// 1 when native code from unsigned zips is loaded.
     pub trust_unsigned: Gauge,
+    /// MiB of the memory budget reserved now (0 without a budget).
+    pub budget_used_mib: Gauge,
 }
 
 impl Default for Metrics {
@@ -59,6 +61,12 @@ impl Default for Metrics {
             Family::<RunLabels, Histogram>::new_with_constructor(latency as fn() -> Histogram);
         let in_flight = Gauge::default();
         let trust_unsigned = Gauge::default();
+        let budget_used_mib = Gauge::default();
+        registry.register(
+            "memory_budget_used_mib",
+            "MiB of the memory budget reserved by running activations and /inits",
+            budget_used_mib.clone(),
+        );
         registry.register(
             "trust_unsigned_artifacts",
             "1 when --trust-unsigned-artifacts is on: uploads' native code is loaded unsigned",
@@ -97,6 +105,7 @@ impl Default for Metrics {
             run_seconds,
             in_flight,
             trust_unsigned,
+            budget_used_mib,
         }
     }
 }

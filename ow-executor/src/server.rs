@@ -1,28 +1,29 @@
 //! The HTTP side: routes, handlers and the executor's state.
 
+use crate::budget::MemoryBudget;
 use crate::engines::Engines;
 use crate::error::ApiError;
 use crate::load::{LoadPath, Loader};
 use crate::logs::LogSink;
 use crate::metrics::{InitLabels, Metrics, RunLabels};
+use crate::registry::{Completion, Ready, Registry, Ticket};
 use actix_web::dev::Server;
 use actix_web::web::{self, Data, Payload};
 use actix_web::{HttpRequest, HttpResponse, HttpServer};
 use ow_common::payload::{InitRequest, RunRequest};
-use ow_common::{ActionSpec, ActivationOutput, Error as ActionError, PreparedAction};
+use ow_common::{ActionSpec, ActivationOutput, Error as ActionError};
 use serde::de::DeserializeOwned;
 use serde_json::json;
-use std::collections::HashMap;
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The container id of standard mode (`POST /init`, `POST /run`).
 const STANDARD: &str = "";
 
 /// How long past an activation's time limit the executor waits for the
 /// engine to stop it before answering anyway.
-const DEADLINE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+pub const DEADLINE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The /init `env` key that picks the engine for one action.
 pub const ENGINE_ENV_KEY: &str = "OW_ENGINE";
@@ -48,12 +49,19 @@ pub struct ServerSettings {
     pub wasm_thread_stack_bytes: usize,
     /// Parent of per-activation scratch directories.
     pub scratch_dir: std::path::PathBuf,
+    /// How long a graceful shutdown (SIGTERM) waits for in-flight requests.
+    pub shutdown_timeout: std::time::Duration,
+    /// The memory all activations and /inits may reserve together, in
+    /// bytes; `None` for no budget.
+    pub memory_budget: Option<u64>,
+    /// /inits that may read and prepare code at once.
+    pub max_concurrent_inits: usize,
 }
 
 /// What the handlers share.
 pub struct AppState {
     engines: Engines,
-    containers: Mutex<HashMap<String, Container>>,
+    containers: Registry,
     logs: LogSink,
     api_host: Option<String>,
     settings: ServerSettings,
@@ -61,19 +69,14 @@ pub struct AppState {
     wasm_pool: WasmPool,
     /// One permit per activation that may run at once.
     slots: Arc<tokio::sync::Semaphore>,
+    /// One permit per /init that may read and prepare code at once.
+    init_slots: Arc<tokio::sync::Semaphore>,
+    /// What activations and /inits reserve before they start.
+    budget: Option<MemoryBudget>,
     /// Precompiled artifacts and the compile cache.
     loader: Arc<Loader>,
     /// What `GET /metrics` reports.
     metrics: Metrics,
-}
-
-/// One action slot: standard mode has one, multi-action mode one per id.
-#[derive(Clone)]
-enum Container {
-    /// /init is compiling it; a second /init is refused, /run waits for nothing.
-    Initializing,
-    /// Ready to run, with its own time limit, on this engine.
-    Ready(Arc<dyn PreparedAction>, std::time::Duration, &'static str),
 }
 
 impl AppState {
@@ -96,10 +99,14 @@ impl AppState {
         let wasm_pool = WasmPool::new(wasm_pool);
         Ok(Self {
             engines,
-            containers: Mutex::new(HashMap::new()),
+            containers: Registry::default(),
             logs: LogSink::default(),
             api_host: std::env::var("__OW_API_HOST").ok(),
             slots: Arc::new(tokio::sync::Semaphore::new(settings.max_concurrency.max(1))),
+            init_slots: Arc::new(tokio::sync::Semaphore::new(
+                settings.max_concurrent_inits.max(1),
+            )),
+            budget: settings.memory_budget.map(MemoryBudget::new),
             settings,
             wasm_pool,
             metrics: {
@@ -113,9 +120,23 @@ impl AppState {
         })
     }
 
-    fn containers(&self) -> MutexGuard<'_, HashMap<String, Container>> {
-        // The map is always consistent between statements: poisoning is harmless.
-        self.containers.lock().unwrap_or_else(|e| e.into_inner())
+    /// Reserve `bytes` of the memory budget (nothing without a budget),
+    /// waiting at most the queue wait.
+    async fn reserve(
+        &self,
+        bytes: u64,
+    ) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, ApiError> {
+        let Some(budget) = &self.budget else {
+            return Ok(None);
+        };
+        let permit = budget
+            .reserve(bytes, self.settings.max_queue_wait)
+            .await
+            .map_err(|over| ApiError::OverBudget {
+                needed_mib: over.needed_mib,
+                budget_mib: over.budget_mib,
+            })?;
+        Ok(Some(permit))
     }
 
     /// Run `f` on the wasm pool and wait for it without blocking the worker.
@@ -169,6 +190,9 @@ pub fn serve(state: AppState, listener: TcpListener) -> std::io::Result<Server> 
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
     };
+    // Wait for in-flight activations up to their own limit (the deadline
+    // guard answers every one by then), not actix's default of 30 s.
+    let shutdown_secs = state.settings.shutdown_timeout.as_secs().max(1);
     let state = Data::new(state);
     let server = HttpServer::new(move || {
         actix_web::App::new()
@@ -177,6 +201,7 @@ pub fn serve(state: AppState, listener: TcpListener) -> std::io::Result<Server> 
             .default_service(web::to(not_found))
     })
     .workers(workers)
+    .shutdown_timeout(shutdown_secs)
     .listen(listener)?
     .run();
     Ok(server)
@@ -225,6 +250,12 @@ async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> 
 
 /// `GET /metrics`: Prometheus (OpenMetrics) text.
 async fn metrics(state: Data<AppState>) -> HttpResponse {
+    if let Some(budget) = &state.budget {
+        state
+            .metrics
+            .budget_used_mib
+            .set(i64::from(budget.used_mib()));
+    }
     HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(state.metrics.encode())
@@ -275,9 +306,10 @@ async fn destroy_container(
     state: Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    match state.containers().remove(id.as_str()) {
-        Some(_) => Ok(HttpResponse::Ok().json(json!({ "ok": true }))),
-        None => Err(ApiError::NotFound(format!("container {}", id.as_str()))),
+    // Wins over an /init in progress: its result is dropped (see `registry`).
+    match state.containers.destroy(id.as_str()) {
+        true => Ok(HttpResponse::Ok().json(json!({ "ok": true }))),
+        false => Err(ApiError::NotFound(format!("container {}", id.as_str()))),
     }
 }
 
@@ -286,11 +318,20 @@ async fn read_json<T: DeserializeOwned + Default>(
     body: Payload,
     limit: usize,
 ) -> Result<T, ApiError> {
-    let bytes = match body.to_bytes_limited(limit).await {
-        Ok(Ok(bytes)) => bytes,
-        Ok(Err(e)) => return Err(ApiError::BadRequest(format!("cannot read the body: {e}"))),
-        Err(_) => return Err(ApiError::TooLarge(limit)),
-    };
+    parse_json(&read_body(body, limit).await?)
+}
+
+/// Read a body of at most `limit` bytes.
+async fn read_body(body: Payload, limit: usize) -> Result<actix_web::web::Bytes, ApiError> {
+    match body.to_bytes_limited(limit).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) => Err(ApiError::BadRequest(format!("cannot read the body: {e}"))),
+        Err(_) => Err(ApiError::TooLarge(limit)),
+    }
+}
+
+/// Parse a protocol body: a JSON object; an empty body is `{}`.
+fn parse_json<T: DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, ApiError> {
     match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
         None => return Ok(T::default()),
         Some(b'{') => {}
@@ -301,80 +342,84 @@ async fn read_json<T: DeserializeOwned + Default>(
             ));
         }
     }
-    serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest(e.to_string()))
+    serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
 async fn init(state: Data<AppState>, id: String, body: Payload) -> Result<HttpResponse, ApiError> {
     // From the headers on: reading and parsing megabytes of code counts too.
     let started = std::time::Instant::now();
-    let req: InitRequest = read_json(body, state.settings.max_init_bytes).await?;
-    {
-        let mut containers = state.containers();
-        if containers.contains_key(&id) {
-            drop(containers);
+    // Bounded: at most this many bodies of up to --max-init-bytes are read
+    // and compiled at once.
+    let _init_slot = tokio::time::timeout(
+        state.settings.max_queue_wait,
+        Arc::clone(&state.init_slots).acquire_owned(),
+    )
+    .await
+    .map_err(|_| ApiError::Busy(state.settings.max_concurrent_inits))?
+    .map_err(|e| ApiError::Internal(format!("init slots closed: {e}")))?;
+    let bytes = read_body(body, state.settings.max_init_bytes).await?;
+    let _reserved = state
+        .reserve(bytes.len() as u64 * crate::budget::INIT_BYTES_PER_BODY_BYTE)
+        .await?;
+    // Tens of megabytes of JSON are parsed off the HTTP workers.
+    let req: InitRequest = state.blocking(move || parse_json(&bytes)).await??;
+    let has_code = req
+        .value
+        .as_ref()
+        .and_then(|v| v.code.as_deref())
+        .is_some_and(|c| !c.trim().is_empty());
+    let ticket = match state.containers.begin_init(&id) {
+        Ok(ticket) => ticket,
+        Err(crate::registry::Refusal::AlreadyInitialized) => {
             let err = ApiError::AlreadyInitialized;
             // The compliance suite looks for the message in the logs too.
             state.logs.stderr_line(&err.to_string());
             return Err(err);
         }
-        let has_code = req
-            .value
-            .as_ref()
-            .and_then(|v| v.code.as_deref())
-            .is_some_and(|c| !c.trim().is_empty());
-        if !has_code {
-            return Err(ApiError::MissingCode);
-        }
-        containers.insert(id.clone(), Container::Initializing);
-    }
-    // If this future is dropped mid-way (the client went away), the slot
-    // must not stay `Initializing` forever.
-    let mut pending = PendingInit {
-        state: Data::clone(&state),
-        id: Some(id.clone()),
     };
-    let result = prepare(&state, req).await;
-    pending.id = None;
+    // If this future is dropped mid-way (the client went away), the id must
+    // not stay `Initializing` forever.
+    let pending = PendingInit {
+        state: Data::clone(&state),
+        ticket: Some(ticket),
+    };
+    let result = match has_code {
+        true => prepare(&state, req).await,
+        false => Err(ApiError::MissingCode),
+    };
+    let ticket = pending.disarm();
     let (engine, path) = match &result {
-        Ok((_, _, path, engine)) => (*engine, path.name()),
+        Ok((ready, path)) => (ready.engine, path.name()),
         Err(_) => ("unknown", "failed"),
     };
     state
         .metrics
         .init(InitLabels { engine, path }, started.elapsed().as_secs_f64());
-    let mut containers = state.containers();
     match result {
-        Ok((action, max_duration, path, engine)) => {
-            containers.insert(id, Container::Ready(action, max_duration, engine));
-            Ok(HttpResponse::Ok()
+        Ok((ready, path)) => match state.containers.complete(ticket, ready) {
+            Completion::Ready => Ok(HttpResponse::Ok()
                 .insert_header(("X-Ow-Init-Path", path.name()))
-                .json(json!({ "ok": true })))
-        }
+                .json(json!({ "ok": true }))),
+            Completion::Destroyed => Err(ApiError::NotFound(format!(
+                "container {id} was destroyed during its /init"
+            ))),
+        },
         Err(e) => {
             // A failed /init leaves the container uninitialised: it may be retried.
-            containers.remove(&id);
+            state.containers.abandon(&ticket);
             Err(e)
         }
     }
 }
 
-async fn prepare(
-    state: &Data<AppState>,
-    req: InitRequest,
-) -> Result<
-    (
-        Arc<dyn PreparedAction>,
-        std::time::Duration,
-        LoadPath,
-        &'static str,
-    ),
-    ApiError,
-> {
+async fn prepare(state: &Data<AppState>, req: InitRequest) -> Result<(Ready, LoadPath), ApiError> {
     let value = req.value.unwrap_or_default();
     let env = value.env_strings();
     let limits =
         crate::cli::action_limits(state.engines.limits(), &env).map_err(ApiError::BadRequest)?;
     let max_duration = limits.max_duration;
+    // The most one activation may hold: its memory and its two log buffers.
+    let memory_bytes = limits.max_memory_bytes as u64 + 2 * limits.max_log_bytes as u64;
     let scratch = crate::cli::wants_scratch(&env)
         .map_err(ApiError::BadRequest)?
         .then(|| state.settings.scratch_dir.clone());
@@ -420,24 +465,30 @@ async fn prepare(
         elapsed = ?started.elapsed(),
         "initialized"
     );
-    Ok((prepared, max_duration, path, engine))
+    Ok((
+        Ready {
+            action: prepared,
+            max_duration,
+            engine,
+            memory_bytes,
+        },
+        path,
+    ))
 }
 
 async fn run(state: Data<AppState>, id: &str, body: Payload) -> Result<HttpResponse, ApiError> {
     let started = std::time::Instant::now();
-    let (action, max_duration, engine) = match state.containers().get(id) {
-        Some(Container::Ready(action, max_duration, engine)) => {
-            (Arc::clone(action), *max_duration, *engine)
-        }
-        Some(Container::Initializing) | None => return Err(ApiError::NotInitialized),
+    let Some(ready) = state.containers.ready(id) else {
+        return Err(ApiError::NotInitialized);
     };
-    let result = activate(&state, action, max_duration, body).await;
+    let engine = ready.engine;
+    let result = activate(&state, ready, body).await;
     let outcome = match &result {
         Ok(value) if value.get("error").is_some() => "application_error",
         Ok(_) => "success",
         Err(ApiError::Action(ActionError::Timeout(_))) => "timeout",
         Err(ApiError::Action(_)) => "action_error",
-        Err(ApiError::Busy(_)) => "rejected",
+        Err(ApiError::Busy(_) | ApiError::OverBudget { .. }) => "rejected",
         Err(ApiError::Internal(_)) => "internal",
         Err(_) => "bad_request",
     };
@@ -448,19 +499,24 @@ async fn run(state: Data<AppState>, id: &str, body: Payload) -> Result<HttpRespo
     result.map(|value| HttpResponse::Ok().json(value))
 }
 
-/// Frees a container slot left `Initializing` by an /init that never finished.
+/// Gives up an /init's ticket if the /init never finishes (its request
+/// future was dropped): the id is not left `Initializing` for good.
 struct PendingInit {
     state: Data<AppState>,
-    id: Option<String>,
+    ticket: Option<Ticket>,
+}
+
+impl PendingInit {
+    /// The /init finished: its ticket, for it to complete or abandon.
+    fn disarm(mut self) -> Ticket {
+        self.ticket.take().expect("armed until disarmed")
+    }
 }
 
 impl Drop for PendingInit {
     fn drop(&mut self) {
-        if let Some(id) = self.id.take() {
-            let mut containers = self.state.containers();
-            if matches!(containers.get(&id), Some(Container::Initializing)) {
-                containers.remove(&id);
-            }
+        if let Some(ticket) = self.ticket.take() {
+            self.state.containers.abandon(&ticket);
         }
     }
 }
@@ -484,10 +540,15 @@ impl Drop for InFlight<'_> {
 /// Run one activation of `action`: its result, or why there is none.
 async fn activate(
     state: &Data<AppState>,
-    action: Arc<dyn PreparedAction>,
-    max_duration: std::time::Duration,
+    ready: Ready,
     body: Payload,
 ) -> Result<serde_json::Value, ApiError> {
+    let Ready {
+        action,
+        max_duration,
+        memory_bytes,
+        ..
+    } = ready;
     let req: RunRequest = read_json(body, state.settings.max_run_bytes).await?;
     let ctx = req.into_context(state.api_host.clone());
     let slot = tokio::time::timeout(
@@ -497,6 +558,9 @@ async fn activate(
     .await
     .map_err(|_| ApiError::Busy(state.settings.max_concurrency))?
     .map_err(|e| ApiError::Internal(format!("activation slots closed: {e}")))?;
+    // Held, like the slot, until the engine returns: the memory is in use
+    // until then, even after the deadline guard has answered.
+    let reserved = state.reserve(memory_bytes).await?;
     // In flight from the slot on (the body is read, the activation may run).
     let _in_flight = InFlight::new(&state.metrics.in_flight);
     let time_limit = ctx.time_limit(max_duration);
@@ -522,25 +586,26 @@ async fn activate(
             });
             log_state.logs.activation(&output.stdout, &output.stderr, notice.as_deref());
         }
-        drop(slot);
+        drop((slot, reserved));
         output.result
     });
-    let joined = match tokio::time::timeout(time_limit + DEADLINE_GRACE, &mut job).await {
-        Ok(joined) => joined,
-        // The engines interrupt running wasm at the limit; a guest blocked in
-        // a host call (a long WASI sleep) may not notice. Answer now; the
-        // thread's late output is dropped and its slot comes back when it ends.
-        Err(_) if !claimed.swap(true, Ordering::SeqCst) => {
-            let notice = "The activation was abandoned at its time limit; its logs are lost.";
-            state.logs.activation(b"", b"", Some(notice));
-            tracing::warn!(?time_limit, "activation abandoned after its time limit");
-            return Err(ApiError::Action(ActionError::Timeout(
-                time_limit.as_millis() as u64,
-            )));
-        }
-        // It ended just now and is writing its logs: take its answer.
-        Err(_) => job.await,
-    };
+    let joined =
+        match tokio::time::timeout(time_limit.saturating_add(DEADLINE_GRACE), &mut job).await {
+            Ok(joined) => joined,
+            // The engines interrupt running wasm at the limit; a guest blocked in
+            // a host call (a long WASI sleep) may not notice. Answer now; the
+            // thread's late output is dropped and its slot comes back when it ends.
+            Err(_) if !claimed.swap(true, Ordering::SeqCst) => {
+                let notice = "The activation was abandoned at its time limit; its logs are lost.";
+                state.logs.activation(b"", b"", Some(notice));
+                tracing::warn!(?time_limit, "activation abandoned after its time limit");
+                return Err(ApiError::Action(ActionError::Timeout(
+                    time_limit.as_millis() as u64,
+                )));
+            }
+            // It ended just now and is writing its logs: take its answer.
+            Err(_) => job.await,
+        };
     let result = joined.map_err(|e| ApiError::Internal(format!("wasm task failed: {e}")))?;
     result.map_err(ApiError::Action)
 }
