@@ -25,14 +25,16 @@ command -v cargo >/dev/null 2>&1 && command -v rustup >/dev/null 2>&1 ||
 read -r -a missing <<<"$(missing_packages "${1:-}")"
 if [ ${#missing[@]} -gt 0 ]; then
     echo "dev.sh: installing ${missing[*]} (apt)" >&2
+    # DEV_SH_APT_GET replaces apt-get, for tests.
+    apt_get=${DEV_SH_APT_GET:-apt-get}
     if [ "$(id -u)" -eq 0 ]; then
-        apt=(apt-get)
+        apt=("$apt_get")
     elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-        apt=(sudo apt-get)
+        apt=(sudo "$apt_get")
     else
         die "missing ${missing[*]}; install them as root: apt-get install -y ${missing[*]}"
     fi
-    command -v apt-get >/dev/null 2>&1 ||
+    command -v "$apt_get" >/dev/null 2>&1 ||
         die "missing ${missing[*]} and there is no apt-get to install them with"
     "${apt[@]}" update -qq || die "apt-get update failed; cannot install ${missing[*]}"
     DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y -qq "${missing[@]}" ||

@@ -11,7 +11,12 @@
 # bindgen fails on WAMR's headers. Debian's libclang-dev brings both.
 
 # The directories clang-sys searches, in its order (roughly), one per line.
+# DEV_SH_LIBCLANG_DIRS (colon-separated) replaces them, for tests.
 libclang_dirs() {
+    if [ -n "${DEV_SH_LIBCLANG_DIRS:-}" ]; then
+        tr ':' '\n' <<<"$DEV_SH_LIBCLANG_DIRS"
+        return
+    fi
     if [ -n "${LIBCLANG_PATH:-}" ]; then
         echo "$LIBCLANG_PATH"
     fi

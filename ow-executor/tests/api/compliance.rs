@@ -1,4 +1,4 @@
-//! A port of OpenWhisk's BasicActionRunnerTests (shared/openwhisk-protocol.md)
+//! A port of OpenWhisk's BasicActionRunnerTests (docs/protocol.md)
 //! and its common extras, against the real executor process.
 
 use crate::helpers::*;

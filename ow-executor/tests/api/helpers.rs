@@ -302,3 +302,34 @@ pub fn packed(ptr: u32, len: u32) -> String {
         ((u64::from(ptr) << 32) | u64::from(len)) as i64
     )
 }
+
+/// /init `wasm` (entry `main`, no env) as container `container`; must succeed.
+pub fn init_at(app: &TestApp, container: &str, wasm: &[u8]) {
+    let (status, body) = app.post(
+        &format!("/{container}/init"),
+        &init_body(wasm, "main", Value::Null),
+    );
+    assert_eq!(status, 200, "{container}: {body}");
+}
+
+/// /run container `container` with `params`.
+pub fn run_at(app: &TestApp, container: &str, params: Value) -> (u16, Value) {
+    app.post(&format!("/{container}/run"), &json!({ "value": params }))
+}
+
+/// The value of the metric `name` (no labels) from `GET /metrics`.
+pub fn metric(app: &TestApp, name: &str) -> Option<f64> {
+    app.get_text("/metrics").lines().find_map(|line| {
+        let (key, value) = line.split_once(' ')?;
+        (key == name).then(|| value.trim().parse().ok()).flatten()
+    })
+}
+
+/// Wait (polling /metrics, at most 20 s) until `n` activations are in flight.
+pub fn await_in_flight(app: &TestApp, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while metric(app, "ow_activations_in_flight") != Some(n as f64) {
+        assert!(Instant::now() < deadline, "never {n} activations in flight");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -7,18 +7,6 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn init_at(app: &TestApp, container: &str, wasm: &[u8]) {
-    let (status, body) = app.post(
-        &format!("/{container}/init"),
-        &init_body(wasm, "main", Value::Null),
-    );
-    assert_eq!(status, 200, "{container}: {body}");
-}
-
-fn run_at(app: &TestApp, container: &str, params: Value) -> (u16, Value) {
-    app.post(&format!("/{container}/run"), &json!({ "value": params }))
-}
-
 pub fn infinite_loop_is_stopped_while_others_are_served(engine: &str) {
     let app = Arc::new(spawn_app_with(engine, &["--max-duration", "1500ms"], &[]));
     init_at(&app, "loop", modules::LOOP);

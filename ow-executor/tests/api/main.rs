@@ -9,6 +9,7 @@ mod abi;
 mod compliance;
 mod corpus;
 mod engines;
+mod hardening;
 mod helpers;
 mod hostile;
 mod http;
@@ -39,6 +40,12 @@ macro_rules! engine_suite {
 engine_suite! {
     stress: [
         a_thousand_activations_across_ten_actions
+    ],
+    hardening: [
+        an_initialize_with_results_is_refused_at_init,
+        a_guest_asleep_past_its_limit_gives_its_slot_back,
+        a_guest_spinning_while_it_is_instantiated_gives_its_slot_back,
+        a_huge_max_duration_does_not_overflow
     ],
     hostile: [
         infinite_loop_is_stopped_while_others_are_served,
@@ -106,4 +113,19 @@ engine_suite! {
         two_actions_side_by_side_then_destroy,
         second_init_of_a_container_is_refused
     ]
+}
+
+/// Executor-level behaviour that no engine changes: run on the default one.
+mod executor {
+    #[test]
+    fn sigterm_waits_for_an_activation_longer_than_30_seconds() {
+        crate::hardening::sigterm_waits_for_an_activation_longer_than_30_seconds("wasmtime");
+    }
+
+    #[test]
+    fn the_memory_budget_admits_what_fits_and_refuses_the_rest_with_429() {
+        crate::hardening::the_memory_budget_admits_what_fits_and_refuses_the_rest_with_429(
+            "wasmtime",
+        );
+    }
 }
