@@ -19,5 +19,5 @@ pub use runtime::{
 /// The line written to stdout and to stderr after every activation's logs.
 ///
 /// The invoker reads the container's streams up to this line to collect an
-/// activation's logs; see `shared/openwhisk-protocol.md`.
+/// activation's logs; see `docs/protocol.md`.
 pub const SENTINEL: &str = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX";

@@ -1,7 +1,7 @@
 //! The JSON bodies of `POST /init` and `POST /run`, as the invoker sends them.
 //!
 //! Every field the protocol allows to be missing or `null` is optional here;
-//! see `shared/openwhisk-protocol.md` for the wire facts.
+//! see `docs/protocol.md` for the wire facts.
 
 use crate::context::ActivationContext;
 use serde::Deserialize;
