@@ -38,11 +38,13 @@ fn wake_signal() -> c_int {
 /// with EINTR (installed without `SA_RESTART`).
 extern "C" fn on_wake(_: c_int) {}
 
-/// Interrupt `thread`'s current system call, if any. A guest asleep in WASI's
-/// `poll_oneoff` (WAMR calls `clock_nanosleep` directly, outside its
-/// blocking-op machinery, so `wasm_runtime_terminate` alone cannot wake it)
-/// gets `EINTR` back; the pending termination then stops it at its next
-/// instruction boundary.
+/// Interrupt `thread`'s current system call, if any. WAMR's `poll_oneoff`
+/// sleeps in slices of up to one second (`clock_nanosleep`, outside its
+/// blocking-op machinery, whose SIGUSR2 stays blocked there) and checks for
+/// termination between slices: without this a terminated guest would sleep
+/// on for up to a second, past the deadline guard's grace, and lose its
+/// logs. The interrupted slice returns `EINTR`; WAMR then sees the
+/// termination and stops the guest.
 pub(crate) fn wake(thread: libc::pthread_t) {
     // SAFETY: the caller holds the instance's watch lock, so `thread` is
     // the live activation's thread (it cannot have exited: it still has to

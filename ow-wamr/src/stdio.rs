@@ -174,9 +174,8 @@ fn drain_and_watch(
         let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout_ms) };
         if n == 0 {
             // The deadline: stop the guest, and wake its thread from a
-            // system call (a sleep in `poll_oneoff` is a plain
-            // `clock_nanosleep`), again every WAKE_AGAIN until the instance
-            // is gone. The lock is held across both calls, so the instance
+            // system call (WAMR sleeps in `clock_nanosleep` slices of a
+            // second), again every WAKE_AGAIN until the instance is gone. The lock is held across both calls, so the instance
             // cannot be deinstantiated, nor its thread move on to another
             // activation, meanwhile.
             let first = !watch.timed_out.swap(true, Ordering::SeqCst);
