@@ -3,7 +3,9 @@
 #
 #   docker build -t myorg/ow-executor:0.1.0 .
 #
-# Reviewed, not built on the machine it was written on (no Docker engine there).
+# Not built with Docker here (no Docker engine on our machines): `just image`
+# builds the same layout from the same script with buildah, and the tests run
+# it with podman.
 
 # ---- builder: the executor (all three engines) and the precompiler ----
 
@@ -24,22 +26,18 @@ COPY . .
 # (`docker build --target builder`), it is not copied into the runtime image.
 RUN cargo build --release --locked -p ow-executor -p ow-precompiler
 
-# ---- runtime: the executor alone ----
+# The image's root filesystem, laid out by the same script `just image` uses
+# (the executor, the libraries ldd lists, passwd/group for user 10001, /tmp).
+RUN scripts/image-rootfs.sh target/release/ow-executor /rootfs
 
-# Same Debian release as the builder, so the binary's glibc matches. Nothing
-# else is installed (no ca-certificates): actions have no network and the
-# executor makes no outbound connection.
-FROM debian:bookworm-slim
+# ---- runtime: the executor and the libraries it loads, nothing else ----
 
-# An unprivileged user with fixed ids (numeric, for runAsNonRoot checks), no
-# home directory and no login shell.
-RUN groupadd --system --gid 10001 ow \
-    && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin ow
+# No shell, no package manager: the same layout as Containerfile's image.
+# The binary's glibc comes with it, from the builder's Debian release.
+FROM scratch
+COPY --from=builder /rootfs/ /
 
-# The one binary; every engine is linked into it.
-COPY --from=builder /src/target/release/ow-executor /usr/local/bin/ow-executor
-
-# Run as that user from here on.
+# The unprivileged user (numeric ids, for runAsNonRoot checks).
 USER 10001:10001
 
 # Listen on every interface of the container, on the port the invoker expects.

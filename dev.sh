@@ -44,6 +44,17 @@ if [ ${#missing[@]} -gt 0 ]; then
         die "still missing after apt-get install: ${still[*]} (bindgen needs libclang.so and clang's stddef.h; set LIBCLANG_PATH to a directory holding libclang.so if it lives elsewhere)"
 fi
 echo "dev.sh: libclang for bindgen: $(find_libclang)" >&2
+read -r -a optional <<<"$(missing_optional_packages "${1:-}")"
+if [ ${#optional[@]} -gt 0 ]; then
+    echo "dev.sh: installing ${optional[*]} (apt, for the container image tests)" >&2
+    apt_get=${DEV_SH_APT_GET:-apt-get}
+    sudo=()
+    [ "$(id -u)" -eq 0 ] || sudo=(sudo -n)
+    if ! { "${sudo[@]}" "$apt_get" update -qq &&
+        DEBIAN_FRONTEND=noninteractive "${sudo[@]}" "$apt_get" install -y -qq "${optional[@]}"; }; then
+        echo "dev.sh: could not install ${optional[*]}: the image tests will be skipped" >&2
+    fi
+fi
 
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1; then
     echo "dev.sh: installing the wasm32-wasip1 target" >&2

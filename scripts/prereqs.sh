@@ -82,3 +82,15 @@ missing_packages() {
     fi
     echo "${missing[*]}"
 }
+
+# Debian packages the test recipe uses when it can (the container image is
+# built with buildah and run with podman on runc); missing ones only skip
+# the image tests.
+missing_optional_packages() {
+    local recipe=${1:-} missing=()
+    case "$recipe" in test | image | test-image) ;; *) return 0 ;; esac
+    command -v buildah >/dev/null 2>&1 || missing+=(buildah)
+    command -v podman >/dev/null 2>&1 || missing+=(podman)
+    command -v runc >/dev/null 2>&1 || missing+=(runc)
+    echo "${missing[*]}"
+}

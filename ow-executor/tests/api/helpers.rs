@@ -1,4 +1,9 @@
 //! `spawn_app()`: start the real executor on a free port and talk to it.
+//!
+//! With `OW_TEST_IMAGE=<image>` in the environment, the executor runs in
+//! that container image under podman instead of as the binary cargo built
+//! (`just test-image`): the same tests then check the image as OpenWhisk's
+//! invoker starts it (host network, read-only root, user 10001, 256 MB).
 
 use base64::Engine as _;
 use serde_json::{Value, json};
@@ -14,6 +19,8 @@ pub const SENTINEL: &str = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX";
 /// A running executor process.
 pub struct TestApp {
     child: Child,
+    /// The container's name when the executor runs in `OW_TEST_IMAGE`.
+    container: Option<String>,
     pub base: String,
     agent: ureq::Agent,
     stdout: Arc<Mutex<Vec<u8>>>,
@@ -47,23 +54,48 @@ pub fn spawn_app_with(engine: &str, args: &[&str], env: &[(&str, &str)]) -> Test
         .local_addr()
         .unwrap()
         .port();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ow-executor"));
-    cmd.args([
+    let executor_args = [
         "--host",
         "127.0.0.1",
         "--port",
         &port.to_string(),
         "--engine",
         engine,
-    ])
-    .args(args)
-    .env_remove("RUST_LOG")
-    .env_remove("__OW_API_HOST")
-    .env_remove("OW_ENGINE")
-    .envs(env.iter().copied())
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
+    ];
+    let (mut cmd, container) = match std::env::var("OW_TEST_IMAGE") {
+        Ok(image) => {
+            let name = format!("ow-test-{port}-{}", std::process::id());
+            let mut cmd = Command::new("podman");
+            // As DEVELOPERS.md found podman to work on these hosts.
+            cmd.args(["--cgroup-manager", "cgroupfs", "--runtime", "runc", "run"])
+                .args(["--rm", "--name", &name, "--network", "host", "--read-only"])
+                .args(["--user", "10001", "--memory", "256m"])
+                .args([
+                    "--ulimit",
+                    "nofile=1024:1024",
+                    "--ulimit",
+                    "nproc=1024:1024",
+                ]);
+            for (key, value) in env {
+                cmd.arg("--env").arg(format!("{key}={value}"));
+            }
+            cmd.arg(image);
+            (cmd, Some(name))
+        }
+        Err(_) => {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_ow-executor"));
+            cmd.env_remove("RUST_LOG")
+                .env_remove("__OW_API_HOST")
+                .env_remove("OW_ENGINE")
+                .envs(env.iter().copied());
+            (cmd, None)
+        }
+    };
+    cmd.args(executor_args)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("cannot start ow-executor");
     let stdout = Arc::new(Mutex::new(Vec::new()));
     let stderr = Arc::new(Mutex::new(Vec::new()));
@@ -92,6 +124,7 @@ pub fn spawn_app_with(engine: &str, args: &[&str], env: &[(&str, &str)]) -> Test
         .into();
     TestApp {
         child,
+        container,
         base: format!("http://127.0.0.1:{port}"),
         agent,
         stdout,
@@ -254,8 +287,14 @@ impl TestApp {
         (code, self.stop())
     }
 
+    /// The container's name, when the executor runs in `OW_TEST_IMAGE`.
+    pub fn container(&self) -> Option<&str> {
+        self.container.as_deref()
+    }
+
     /// Stop the process and return everything it wrote.
     pub fn stop(mut self) -> Streams {
+        self.stop_container();
         let _ = self.child.kill();
         let _ = self.child.wait();
         for reader in self.readers.drain(..) {
@@ -269,8 +308,23 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// `podman stop` the container, if any (SIGTERM: it exits 0 and
+    /// `podman run` with it); killing `podman run` alone would leave it.
+    fn stop_container(&mut self) {
+        if let Some(name) = self.container.take() {
+            let _ = Command::new("podman")
+                .args(["stop", "--time", "10", &name])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
+        self.stop_container();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -13,6 +13,7 @@ mod hardening;
 mod helpers;
 mod hostile;
 mod http;
+mod image;
 mod limits;
 mod multi_action;
 mod precompiled;
