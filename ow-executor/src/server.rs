@@ -592,9 +592,10 @@ async fn activate(
     let joined =
         match tokio::time::timeout(time_limit.saturating_add(DEADLINE_GRACE), &mut job).await {
             Ok(joined) => joined,
-            // The engines interrupt running wasm at the limit; a guest blocked in
-            // a host call (a long WASI sleep) may not notice. Answer now; the
-            // thread's late output is dropped and its slot comes back when it ends.
+            // Every engine stops its guest at the limit, computing or asleep
+            // in WASI; this is the backstop should one not return in time.
+            // Answer now; the thread's late output is dropped and its slot
+            // and memory come back when it ends.
             Err(_) if !claimed.swap(true, Ordering::SeqCst) => {
                 let notice = "The activation was abandoned at its time limit; its logs are lost.";
                 state.logs.activation(b"", b"", Some(notice));
