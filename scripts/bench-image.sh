@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Container cold start, as an invoker sees it: from `podman run` to the first
 # successful /init + /run of `add`, for the executor's image
-# (localhost/ow-executor:dev, `just image`) and, beside it, a Node.js image
+# (localhost/ow-executor:dev, `just image`), with `add` as raw wasm (compiled
+# at /init) and as a signed precompiled zip (ow-precompiler, wasmtime), and,
+# beside them, a Node.js image
 # built the same way (FROM scratch: the node binary, its libraries and a
 # minimal runtime, scripts/bench-image/server.js; no node: image can be
 # pulled here). Both run as OpenWhisk runs actions here: host network,
@@ -33,6 +35,9 @@ buildah bud --isolation chroot --quiet -t localhost/ow-node-bench:dev -f target/
 work=$(mktemp -d)
 trap 'rm -rf "$work"; "${podman[@]}" rm -f owbench >/dev/null 2>&1 || true' EXIT
 printf '{"value": {"name": "add", "main": "main", "binary": true, "code": "%s"}}' "$(base64 -w0 "$add_wasm")" >"$work/wasm-init.json"
+key=bench-image-signing-key-0123456789
+target/release/ow-precompiler --engine wasmtime --sign-key "$key" --out "$work" "$add_wasm" >/dev/null
+printf '{"value": {"name": "add", "main": "main", "binary": true, "code": "%s"}}' "$(base64 -w0 "$work/add.zip")" >"$work/zip-init.json"
 cat >"$work/node-init.json" <<'JSON'
 {"value": {"name": "add", "main": "main", "code": "function main(p) { return {result: p.param1 + p.param2}; }"}}
 JSON
@@ -46,7 +51,7 @@ cold_start() {
     t0=$(date +%s%N)
     "${podman[@]}" run -d --rm --name owbench --network host --read-only --user 10001 \
         --memory 256m --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 \
-        -e OW_HOST=127.0.0.1 -e PORT="$port" "$image" >/dev/null
+        -e OW_HOST=127.0.0.1 -e PORT="$port" -e OW_ARTIFACT_KEY="$key" "$image" >/dev/null
     # Connection refused until it listens: retry at once, as an invoker does.
     until code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' \
         --data-binary @"$init" "http://127.0.0.1:$port/init") && [ "$code" = 200 ]; do
@@ -65,12 +70,14 @@ for image in localhost/ow-executor:dev localhost/ow-node-bench:dev; do
     size=$("${podman[@]}" image inspect --format '{{.Size}}' "$image")
     echo "$image: $((size / 1000000)) MB"
 done
-: >"$work/wasm" && : >"$work/node"
+: >"$work/wasm" && : >"$work/zip" && : >"$work/node"
 for i in $(seq "$runs"); do
-    # Alternate, so that both see the same machine noise.
+    # Interleaved, so that all see the same machine noise.
     cold_start localhost/ow-executor:dev "$work/wasm-init.json" >>"$work/wasm"
+    cold_start localhost/ow-executor:dev "$work/zip-init.json" >>"$work/zip"
     cold_start localhost/ow-node-bench:dev "$work/node-init.json" >>"$work/node"
 done
-echo "ow-executor runs (ms): $(tr '\n' ' ' <"$work/wasm")"
-echo "node runs (ms):        $(tr '\n' ' ' <"$work/node")"
-echo "median cold start, podman run -> /init + /run: ow-executor $(median <"$work/wasm") ms, node $(median <"$work/node") ms"
+echo "ow-executor, raw wasm (ms):          $(tr '\n' ' ' <"$work/wasm")"
+echo "ow-executor, precompiled zip (ms):   $(tr '\n' ' ' <"$work/zip")"
+echo "node (ms):                           $(tr '\n' ' ' <"$work/node")"
+echo "median cold start, podman run -> /init + /run of add: ow-executor raw wasm $(median <"$work/wasm") ms, precompiled zip $(median <"$work/zip") ms, node $(median <"$work/node") ms"

@@ -5,6 +5,8 @@
 // Node.js runtime does for a cold start: start node, load the code, run it.
 const http = require("http");
 const SENTINEL = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX";
+// As PID 1, node ignores SIGTERM unless it handles it.
+process.on("SIGTERM", () => process.exit(0));
 let main = null;
 
 function answer(res, status, body) {
