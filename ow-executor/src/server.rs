@@ -120,6 +120,22 @@ impl AppState {
         })
     }
 
+    /// One of `slots` (`total` in all), waiting at most the queue wait,
+    /// then 429.
+    async fn slot(
+        &self,
+        slots: &Arc<tokio::sync::Semaphore>,
+        total: usize,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        tokio::time::timeout(
+            self.settings.max_queue_wait,
+            Arc::clone(slots).acquire_owned(),
+        )
+        .await
+        .map_err(|_| ApiError::Busy(total))?
+        .map_err(|e| ApiError::Internal(format!("slots closed: {e}")))
+    }
+
     /// Reserve `bytes` of the memory budget (nothing without a budget),
     /// waiting at most the queue wait.
     async fn reserve(
@@ -350,13 +366,9 @@ async fn init(state: Data<AppState>, id: String, body: Payload) -> Result<HttpRe
     let started = std::time::Instant::now();
     // Bounded: at most this many bodies of up to --max-init-bytes are read
     // and compiled at once.
-    let _init_slot = tokio::time::timeout(
-        state.settings.max_queue_wait,
-        Arc::clone(&state.init_slots).acquire_owned(),
-    )
-    .await
-    .map_err(|_| ApiError::Busy(state.settings.max_concurrent_inits))?
-    .map_err(|e| ApiError::Internal(format!("init slots closed: {e}")))?;
+    let _init_slot = state
+        .slot(&state.init_slots, state.settings.max_concurrent_inits)
+        .await?;
     let bytes = read_body(body, state.settings.max_init_bytes).await?;
     let _reserved = state
         .reserve(bytes.len() as u64 * crate::budget::INIT_BYTES_PER_BODY_BYTE)
@@ -551,13 +563,9 @@ async fn activate(
     } = ready;
     let req: RunRequest = read_json(body, state.settings.max_run_bytes).await?;
     let ctx = req.into_context(state.api_host.clone());
-    let slot = tokio::time::timeout(
-        state.settings.max_queue_wait,
-        Arc::clone(&state.slots).acquire_owned(),
-    )
-    .await
-    .map_err(|_| ApiError::Busy(state.settings.max_concurrency))?
-    .map_err(|e| ApiError::Internal(format!("activation slots closed: {e}")))?;
+    let slot = state
+        .slot(&state.slots, state.settings.max_concurrency)
+        .await?;
     // Held, like the slot, until the engine returns: the memory is in use
     // until then, even after the deadline guard has answered.
     let reserved = state.reserve(memory_bytes).await?;
