@@ -92,10 +92,10 @@ impl Registry {
 
     /// Finish the /init of `ticket` with its action, unless the id was
     /// destroyed (or re-initialised) meanwhile.
-    pub fn complete(&self, ticket: Ticket, ready: Ready) -> Completion {
+    pub fn complete(&self, ticket: &Ticket, ready: Ready) -> Completion {
         let mut entries = self.entries();
         match entries.get_mut(&ticket.id) {
-            Some(entry @ Entry::Initializing(_)) if owns(entry, &ticket) => {
+            Some(entry @ Entry::Initializing(_)) if owns(entry, ticket) => {
                 *entry = Entry::Ready(ready);
                 Completion::Ready
             }
@@ -171,7 +171,7 @@ mod tests {
         let ticket = registry.begin_init("c").unwrap();
         assert_eq!(registry.begin_init("c"), Err(Refusal::AlreadyInitialized));
         assert!(registry.ready("c").is_none());
-        assert_eq!(registry.complete(ticket, ready("a")), Completion::Ready);
+        assert_eq!(registry.complete(&ticket, ready("a")), Completion::Ready);
         assert_eq!(registry.begin_init("c"), Err(Refusal::AlreadyInitialized));
         assert_eq!(name_of(&registry, "c").unwrap()["name"], "a");
     }
@@ -181,11 +181,11 @@ mod tests {
         let registry = Registry::default();
         let first = registry.begin_init("c").unwrap();
         assert!(registry.destroy("c"));
-        assert_eq!(registry.complete(first, ready("a")), Completion::Destroyed);
+        assert_eq!(registry.complete(&first, ready("a")), Completion::Destroyed);
         assert!(registry.ready("c").is_none());
         // And the id can be initialised afresh.
         let again = registry.begin_init("c").unwrap();
-        assert_eq!(registry.complete(again, ready("b")), Completion::Ready);
+        assert_eq!(registry.complete(&again, ready("b")), Completion::Ready);
         assert_eq!(name_of(&registry, "c").unwrap()["name"], "b");
     }
 
@@ -196,7 +196,7 @@ mod tests {
         assert!(registry.destroy("c"));
         let second = registry.begin_init("c").unwrap();
         assert_eq!(
-            registry.complete(first, ready("first")),
+            registry.complete(&first, ready("first")),
             Completion::Destroyed
         );
         assert!(
@@ -204,7 +204,7 @@ mod tests {
             "the second /init is still running"
         );
         assert_eq!(
-            registry.complete(second, ready("second")),
+            registry.complete(&second, ready("second")),
             Completion::Ready
         );
         assert_eq!(name_of(&registry, "c").unwrap()["name"], "second");
@@ -221,7 +221,7 @@ mod tests {
         assert_eq!(registry.begin_init("c"), Err(Refusal::AlreadyInitialized));
         // Failing after the new one completed: the ready container stays.
         assert_eq!(
-            registry.complete(second, ready("second")),
+            registry.complete(&second, ready("second")),
             Completion::Ready
         );
         registry.abandon(&first);

@@ -391,15 +391,17 @@ async fn init(state: Data<AppState>, id: String, body: Payload) -> Result<HttpRe
     };
     // If this future is dropped mid-way (the client went away), the id must
     // not stay `Initializing` forever.
-    let pending = PendingInit {
+    let mut pending = PendingInit {
         state: Data::clone(&state),
-        ticket: Some(ticket),
+        ticket,
+        done: false,
     };
     let result = match has_code {
         true => prepare(&state, req).await,
         false => Err(ApiError::MissingCode),
     };
-    let ticket = pending.disarm();
+    pending.done = true;
+    let ticket = &pending.ticket;
     let (engine, path) = match &result {
         Ok((ready, path)) => (ready.engine, path.name()),
         Err(_) => ("unknown", "failed"),
@@ -418,7 +420,7 @@ async fn init(state: Data<AppState>, id: String, body: Payload) -> Result<HttpRe
         },
         Err(e) => {
             // A failed /init leaves the container uninitialised: it may be retried.
-            state.containers.abandon(&ticket);
+            state.containers.abandon(ticket);
             Err(e)
         }
     }
@@ -515,20 +517,15 @@ async fn run(state: Data<AppState>, id: &str, body: Payload) -> Result<HttpRespo
 /// future was dropped): the id is not left `Initializing` for good.
 struct PendingInit {
     state: Data<AppState>,
-    ticket: Option<Ticket>,
-}
-
-impl PendingInit {
-    /// The /init finished: its ticket, for it to complete or abandon.
-    fn disarm(mut self) -> Ticket {
-        self.ticket.take().expect("armed until disarmed")
-    }
+    ticket: Ticket,
+    /// Set once the /init finished: it completes or abandons the ticket itself.
+    done: bool,
 }
 
 impl Drop for PendingInit {
     fn drop(&mut self) {
-        if let Some(ticket) = self.ticket.take() {
-            self.state.containers.abandon(&ticket);
+        if !self.done {
+            self.state.containers.abandon(&self.ticket);
         }
     }
 }
