@@ -47,9 +47,9 @@ fuzz_target!(|data: &[u8]| {
         returns,
     };
     if let Ok(result) = abi::call_sdk(&mut guest, b"{}", 1 << 20) {
-        let _ = abi::decode_result(&result, 1 << 20);
+        let _ = abi::decode_result(result, 1 << 20);
     }
-    let _ = abi::decode_result(&data[12..], 64);
+    let _ = abi::decode_result(data[12..].to_vec(), 64);
     let (result, log) = abi::command_result(data[12..].to_vec(), 1 << 20);
     assert!(log.len() <= data.len() - 12);
     let _ = result;

@@ -4,7 +4,6 @@
 //! decoding every engine shares, so that all engines agree byte for byte.
 
 use crate::error::{Error, Result};
-use serde_json::Value;
 
 /// Version of the ABI described in `docs/abi.md`.
 pub const ABI_VERSION: u32 = 1;
@@ -71,25 +70,26 @@ pub fn guest_range(
     }
 }
 
-/// Decode a result: UTF-8 JSON that is an object or an array, at most
-/// `limit` bytes long.
+/// Check a result: UTF-8 JSON that is an object or an array, at most
+/// `limit` bytes long. The bytes are returned as they are: checked by a
+/// parser that builds nothing, never turned into a tree.
 ///
 /// # Errors
 /// [`Error::ResultTooLarge`], [`Error::Abi`] for bytes that are not UTF-8 or
 /// not JSON, [`Error::NotDictionary`] for JSON that is neither object nor array.
-pub fn decode_result(bytes: &[u8], limit: usize) -> Result<Value> {
+pub fn decode_result(bytes: Vec<u8>, limit: usize) -> Result<Vec<u8>> {
     if bytes.len() > limit {
         return Err(Error::ResultTooLarge {
             size: bytes.len(),
             limit,
         });
     }
-    let text = std::str::from_utf8(bytes)
+    let text = std::str::from_utf8(&bytes)
         .map_err(|e| Error::Abi(format!("the result is not UTF-8: {e}")))?;
-    let value: Value = serde_json::from_str(text)
+    serde_json::from_str::<serde::de::IgnoredAny>(text)
         .map_err(|e| Error::Abi(format!("the result is not valid JSON: {e}")))?;
-    match value {
-        Value::Object(_) | Value::Array(_) => Ok(value),
+    match text.trim_start().as_bytes().first() {
+        Some(b'{' | b'[') => Ok(bytes),
         _ => Err(Error::NotDictionary),
     }
 }
@@ -126,9 +126,9 @@ pub fn split_command_stdout(mut stdout: Vec<u8>) -> (Option<Vec<u8>>, Vec<u8>) {
 ///
 /// # Errors
 /// As [`decode_result`]; no non-empty line at all is [`Error::NotDictionary`].
-pub fn command_result(stdout: Vec<u8>, limit: usize) -> (Result<Value>, Vec<u8>) {
+pub fn command_result(stdout: Vec<u8>, limit: usize) -> (Result<Vec<u8>>, Vec<u8>) {
     match split_command_stdout(stdout) {
-        (Some(line), log) => (decode_result(&line, limit), log),
+        (Some(line), log) => (decode_result(line, limit), log),
         (None, log) => (Err(Error::NotDictionary), log),
     }
 }
@@ -382,21 +382,43 @@ pub fn call_sdk<I: SdkInstance>(
     params: &[u8],
     max_result: usize,
 ) -> Result<Vec<u8>, I::Error> {
-    let len = u32::try_from(params.len())
-        .map_err(|_| Error::Abi("the parameters exceed 4 GiB".into()))?;
+    let len = params_len(params)?;
     let ptr = inst.alloc(len)?;
     let range = guest_range(ptr, len, inst.memory_size(), "the buffer from ow_alloc")?;
     inst.write(range.start, params)?;
-    let (ptr, len) = unpack(inst.call_entry(ptr, len)?);
+    let ret = inst.call_entry(ptr, len)?;
+    let range = result_range(ret, inst.memory_size(), max_result)?;
+    inst.read(range)
+}
+
+/// The params' length as the guest sees it (an `i32`).
+///
+/// # Errors
+/// [`Error::Abi`] past 4 GiB.
+pub fn params_len(params: &[u8]) -> Result<u32> {
+    u32::try_from(params.len()).map_err(|_| Error::Abi("the parameters exceed 4 GiB".into()))
+}
+
+/// Where the entry point's packed return value `ret` says the result is,
+/// checked against the memory and the result limit. Engines that call the
+/// guest asynchronously (wasmtime) follow [`call_sdk`]'s sequence with this
+/// and [`params_len`] / [`guest_range`].
+///
+/// # Errors
+/// [`Error::ResultTooLarge`], or [`Error::Abi`] for a range outside memory.
+pub fn result_range(
+    ret: i64,
+    memory_size: usize,
+    max_result: usize,
+) -> Result<std::ops::Range<usize>> {
+    let (ptr, len) = unpack(ret);
     if len as usize > max_result {
         return Err(Error::ResultTooLarge {
             size: len as usize,
             limit: max_result,
-        }
-        .into());
+        });
     }
-    let range = guest_range(ptr, len, inst.memory_size(), "the result")?;
-    inst.read(range)
+    guest_range(ptr, len, memory_size, "the result")
 }
 
 /// Turn what an engine got from a module into the activation's output:
@@ -410,7 +432,7 @@ pub fn finish(
     max_result: usize,
 ) -> crate::ActivationOutput {
     let (result, stdout) = match (abi, raw) {
-        (ActionAbi::Sdk, Ok(bytes)) => (decode_result(&bytes, max_result), stdout),
+        (ActionAbi::Sdk, Ok(bytes)) => (decode_result(bytes, max_result), stdout),
         (ActionAbi::Command, Ok(_)) => command_result(stdout, max_result),
         (_, Err(e)) => (Err(e), stdout),
     };
@@ -425,7 +447,6 @@ pub fn finish(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn exports_are_described_from_the_binary() {
@@ -494,16 +515,20 @@ mod tests {
 
     #[test]
     fn decode_result_classifies() {
-        assert_eq!(decode_result(br#"{"a":1}"#, 100).unwrap(), json!({"a": 1}));
-        assert_eq!(decode_result(b"[1]", 100).unwrap(), json!([1]));
-        assert_eq!(decode_result(br#""s""#, 100), Err(Error::NotDictionary));
-        assert!(matches!(decode_result(b"{", 100), Err(Error::Abi(_))));
+        let check = |bytes: &[u8], limit| decode_result(bytes.to_vec(), limit);
+        assert_eq!(check(br#" {"a":1}"#, 100).unwrap(), br#" {"a":1}"#);
+        assert_eq!(check(b"[1]", 100).unwrap(), b"[1]");
+        assert_eq!(check(br#""s""#, 100), Err(Error::NotDictionary));
+        assert_eq!(check(b"12", 100), Err(Error::NotDictionary));
+        assert!(matches!(check(b"{", 100), Err(Error::Abi(_))));
+        assert!(matches!(check(br#"{"a":1} x"#, 100), Err(Error::Abi(_))));
+        assert!(matches!(check(&[0xff, 0xfe], 100), Err(Error::Abi(_))));
         assert!(matches!(
-            decode_result(&[0xff, 0xfe], 100),
+            check(b"{\"s\":\"\xff\"}", 100),
             Err(Error::Abi(_))
         ));
         assert!(matches!(
-            decode_result(b"[1,2,3]", 3),
+            check(b"[1,2,3]", 3),
             Err(Error::ResultTooLarge { size: 7, limit: 3 })
         ));
     }

@@ -1,5 +1,6 @@
 //! The facts of one activation.
 
+use bytes::Bytes;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -9,10 +10,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// Built by the executor from the request (see
 /// [`crate::payload::RunRequest::into_context`]); engines read it and never
 /// see the HTTP layer.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ActivationContext {
-    /// The action's parameters (`value` of the request): an object or array.
-    pub params: Value,
+    /// The action's parameters (`value` of the request) as compact UTF-8
+    /// JSON text on one line, as the ABI hands them to the module: forwarded,
+    /// never parsed into a tree.
+    pub params: Bytes,
     /// `namespace` of the request.
     pub namespace: Option<String>,
     /// Fully qualified action name, e.g. `/guest/pkg/act`.
@@ -34,21 +37,32 @@ pub struct ActivationContext {
     pub ow_env: BTreeMap<String, String>,
 }
 
+impl Default for ActivationContext {
+    /// No metadata, and `{}` for params (what a /run without `value` gets).
+    fn default() -> Self {
+        Self {
+            params: Bytes::from_static(b"{}"),
+            namespace: None,
+            action_name: None,
+            action_version: None,
+            activation_id: None,
+            transaction_id: None,
+            api_key: None,
+            deadline_ms: None,
+            api_host: None,
+            ow_env: BTreeMap::new(),
+        }
+    }
+}
+
 impl ActivationContext {
     /// A context with these params and nothing else, handy in tests and
     /// benchmarks.
     pub fn with_params(params: Value) -> Self {
         Self {
-            params,
+            params: Bytes::from(params.to_string()),
             ..Self::default()
         }
-    }
-
-    /// The params as compact UTF-8 JSON, as the ABI hands them to the module.
-    pub fn params_json(&self) -> Vec<u8> {
-        // Serializing a `Value` into a `Vec` cannot fail: map keys are strings
-        // and the writer never errors.
-        serde_json::to_vec(&self.params).expect("a JSON value always serializes")
     }
 
     /// The activation's WASI environment: the init-time `env` first, then the

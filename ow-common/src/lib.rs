@@ -1,19 +1,27 @@
 #![doc = include_str!("../README.md")]
 
 pub mod abi;
+pub mod blocking;
 pub mod context;
+pub mod deadline;
 pub mod digest;
 pub mod error;
+pub mod host;
 pub mod log;
 pub mod payload;
 pub mod runtime;
 pub mod scratch;
 pub mod shared;
 
+/// For implementations of [`Host`] outside this crate.
+pub use async_trait::async_trait;
 pub use context::ActivationContext;
+pub use deadline::{Deadline, run_to_deadline};
 pub use error::{Error, Result};
+pub use host::{Host, NoHost};
 pub use runtime::{
-    ActionAbi, ActionSpec, ActivationOutput, Limits, PreparedAction, SCRATCH_GUEST_DIR, WasmRuntime,
+    ActionAbi, ActionSpec, Activation, ActivationOutput, BoxFuture, Limits, PreparedAction,
+    SCRATCH_GUEST_DIR, WasmRuntime,
 };
 
 /// The line written to stdout and to stderr after every activation's logs.

@@ -4,7 +4,9 @@
 //! see `docs/protocol.md` for the wire facts.
 
 use crate::context::ActivationContext;
+use bytes::Bytes;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
@@ -85,9 +87,10 @@ fn json_to_env_value(v: &Value) -> String {
 /// Body of `POST /run`: `value` plus the activation's metadata fields.
 #[derive(Debug, Default, Deserialize)]
 pub struct RunRequest {
-    /// The parameters; missing or `null` mean `{}`.
-    #[serde(default)]
-    pub value: Option<Value>,
+    /// The parameters, as the JSON text they came in (checked by the
+    /// parser, not built into a tree); missing or `null` mean `{}`.
+    #[serde(default, deserialize_with = "checked_raw")]
+    pub value: Option<Box<RawValue>>,
     /// Every other top-level field (`namespace`, `action_name`, `deadline`, ...).
     #[serde(flatten)]
     pub meta: Map<String, Value>,
@@ -100,8 +103,12 @@ impl RunRequest {
     /// the action's environment, as the reference runtimes do.
     pub fn into_context(self, api_host: Option<String>) -> ActivationContext {
         let params = match self.value {
-            None | Some(Value::Null) => Value::Object(Map::new()),
-            Some(v) => v,
+            None => Bytes::from_static(b"{}"),
+            Some(raw) if raw.get() == "null" => Bytes::from_static(b"{}"),
+            Some(raw) => match compact_json(raw.get()) {
+                Some(compact) => Bytes::from(compact),
+                None => Bytes::from(String::from(Box::<str>::from(raw))),
+            },
         };
         let text = |key: &str| {
             self.meta
@@ -135,6 +142,116 @@ impl RunRequest {
             params,
         }
     }
+}
+
+/// How deep JSON may nest: what serde_json's value parser allows (its
+/// recursion limit of 128 refuses the 128th level), so the
+/// executor refuses what a guest's parser would.
+const MAX_DEPTH: usize = 127;
+
+/// Read JSON text as it is, refusing what a JSON parser building values
+/// would refuse: the raw reader skips nested values without a depth limit
+/// and strings without decoding their `\u` escapes, so the text is scanned
+/// once for its depth and, with a surrogate escape in it (a lone one is not
+/// Unicode), decoded once to check it.
+fn checked_raw<'de, D>(deserializer: D) -> Result<Option<Box<RawValue>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::de::Error as _;
+    let raw = Option::<Box<RawValue>>::deserialize(deserializer)?;
+    if let Some(raw) = &raw {
+        let shape = Shape::of(raw.get());
+        if shape.depth > MAX_DEPTH {
+            return Err(D::Error::custom(format!(
+                "the parameters nest deeper than {MAX_DEPTH} levels"
+            )));
+        }
+        if shape.surrogate_escape {
+            serde_json::from_str::<Value>(raw.get()).map_err(D::Error::custom)?;
+        }
+    }
+    Ok(raw)
+}
+
+/// What one pass over valid JSON text finds.
+#[derive(Debug, Default, PartialEq)]
+struct Shape {
+    /// Deepest nesting of arrays and objects.
+    depth: usize,
+    /// Whitespace between tokens.
+    spaces: bool,
+    /// A `\uD800`-`\uDFFF` escape in a string.
+    surrogate_escape: bool,
+}
+
+fn is_space(c: u8) -> bool {
+    matches!(c, b' ' | b'\n' | b'\r' | b'\t')
+}
+
+impl Shape {
+    fn of(text: &str) -> Self {
+        let mut shape = Shape::default();
+        let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+        let bytes = text.as_bytes();
+        for (i, &c) in bytes.iter().enumerate() {
+            if in_string {
+                match c {
+                    b'u' if escaped => {
+                        let high = bytes.get(i + 1..i + 3).unwrap_or_default();
+                        shape.surrogate_escape |=
+                            matches!(high, [b'd' | b'D', b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F']);
+                        escaped = false;
+                    }
+                    _ if escaped => escaped = false,
+                    b'\\' => escaped = true,
+                    b'"' => in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match c {
+                b'"' => in_string = true,
+                b'[' | b'{' => {
+                    depth += 1;
+                    shape.depth = shape.depth.max(depth);
+                }
+                b']' | b'}' => depth = depth.saturating_sub(1),
+                c if is_space(c) => shape.spaces = true,
+                _ => {}
+            }
+        }
+        shape
+    }
+}
+
+/// `text` (valid JSON) without whitespace between tokens, or `None` when
+/// it has none: params reach the module on one line, as compact as a
+/// serializer would write them.
+fn compact_json(text: &str) -> Option<String> {
+    if !text.as_bytes().iter().any(|&c| is_space(c)) || !Shape::of(text).spaces {
+        return None;
+    }
+    let mut out = Vec::with_capacity(text.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for &c in text.as_bytes() {
+        if in_string {
+            out.push(c);
+            match c {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+        } else if c == b'"' {
+            in_string = true;
+            out.push(c);
+        } else if !is_space(c) {
+            out.push(c);
+        }
+    }
+    // Only ASCII whitespace outside strings was dropped: still UTF-8.
+    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
@@ -200,7 +317,7 @@ mod tests {
         }))
         .unwrap();
         let ctx = req.into_context(Some("https://host".into()));
-        assert_eq!(ctx.params, json!({"a": 1}));
+        assert_eq!(&ctx.params[..], br#"{"a":1}"#);
         assert_eq!(ctx.namespace.as_deref(), Some("guest"));
         assert_eq!(ctx.deadline_ms, Some(1712345678901));
         assert_eq!(ctx.ow_env["__OW_ACTION_NAME"], "/guest/act");
@@ -214,8 +331,45 @@ mod tests {
     #[test]
     fn run_without_value_means_empty_object_and_arrays_pass_through() {
         let req: RunRequest = serde_json::from_str("{}").unwrap();
-        assert_eq!(req.into_context(None).params, json!({}));
+        assert_eq!(&req.into_context(None).params[..], b"{}");
+        let req: RunRequest = serde_json::from_str(r#"{"value":null}"#).unwrap();
+        assert_eq!(&req.into_context(None).params[..], b"{}");
         let req: RunRequest = serde_json::from_str(r#"{"value":[1,2]}"#).unwrap();
-        assert_eq!(req.into_context(None).params, json!([1, 2]));
+        assert_eq!(&req.into_context(None).params[..], b"[1,2]");
+    }
+
+    #[test]
+    fn params_nested_deeper_than_a_value_parser_allows_are_refused() {
+        let nested = |n: usize| format!(r#"{{"value":{}{}}}"#, "[".repeat(n), "]".repeat(n));
+        let deepest = serde_json::from_str::<RunRequest>(&nested(MAX_DEPTH)).unwrap();
+        let params = deepest.into_context(None).params;
+        assert!(serde_json::from_slice::<Value>(&params).is_ok());
+        assert!(serde_json::from_str::<RunRequest>(&nested(MAX_DEPTH + 1)).is_err());
+        // Brackets inside strings do not count.
+        let text = format!(r#"{{"value":{{"s":"{}"}}}}"#, "[".repeat(500));
+        assert!(serde_json::from_str::<RunRequest>(&text).is_ok());
+    }
+
+    #[test]
+    fn params_with_a_lone_surrogate_are_refused_and_a_pair_accepted() {
+        assert!(serde_json::from_str::<RunRequest>(r#"{"value":{"s":"\ud800"}}"#).is_err());
+        let req: RunRequest = serde_json::from_str(r#"{"value":{"s":"\ud83d\ude00"}}"#).unwrap();
+        assert_eq!(
+            &req.into_context(None).params[..],
+            br#"{"s":"\ud83d\ude00"}"#
+        );
+    }
+
+    #[test]
+    fn params_are_forwarded_compact_on_one_line_with_strings_untouched() {
+        let body = "{\"value\": {\n  \"a\" : [1, 2],\n\t\"s\": \"x \\\" y\\n\"\r\n}, \"namespace\": \"ns\"}";
+        let req: RunRequest = serde_json::from_str(body).unwrap();
+        let params = req.into_context(None).params;
+        assert_eq!(
+            std::str::from_utf8(&params).unwrap(),
+            r#"{"a":[1,2],"s":"x \" y\n"}"#
+        );
+        let parsed: Value = serde_json::from_slice(&params).unwrap();
+        assert_eq!(parsed, json!({"a": [1, 2], "s": "x \" y\n"}));
     }
 }

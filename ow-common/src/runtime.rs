@@ -7,10 +7,13 @@
 //!   /run, so nothing leaks from one activation to the next.
 
 use crate::context::ActivationContext;
+use crate::deadline::Deadline;
 use crate::error::Result;
-use serde_json::Value;
+use crate::host::Host;
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -171,27 +174,69 @@ pub trait WasmRuntime: Send + Sync {
     }
 }
 
+/// A boxed future that may move between threads.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
 /// An action ready to run, shared by all of its concurrent activations.
 pub trait PreparedAction: Send + Sync {
     /// Which ABI the module follows.
     fn abi(&self) -> ActionAbi;
 
-    /// Run one activation in a fresh instance. Blocks the calling thread
-    /// until the activation ends (or its time limit interrupts it).
-    fn run(&self, ctx: &ActivationContext) -> ActivationOutput;
+    /// Run one activation in a fresh instance. The future ends with the
+    /// activation; it ends promptly once `activation.deadline` expires
+    /// (with [`crate::Error::Timeout`] and the logs written until then).
+    /// Dropping it stops the guest too, as soon as the engine can.
+    fn run(self: Arc<Self>, activation: Activation) -> BoxFuture<'static, ActivationOutput>;
+}
+
+/// The input of one activation.
+#[derive(Debug, Clone)]
+pub struct Activation {
+    /// The request's facts: params (JSON bytes), metadata, environment.
+    pub ctx: ActivationContext,
+    /// When it must stop; expired by the executor, honoured by the engine.
+    pub deadline: Deadline,
+    /// What the guest may call back into (the `ow_host_v1` imports).
+    pub host: Arc<dyn Host>,
+}
+
+impl Activation {
+    /// An activation of `ctx` with a `limit` deadline and no host functions:
+    /// handy in engines' tests and benchmarks.
+    pub fn new(ctx: ActivationContext, limit: Duration) -> Self {
+        Self {
+            ctx,
+            deadline: Deadline::new(limit),
+            host: Arc::new(crate::host::NoHost),
+        }
+    }
 }
 
 /// What one activation produced. The logs are there whatever the outcome.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ActivationOutput {
-    /// The result object or array, or why there is none.
-    pub result: Result<Value>,
+    /// The result, UTF-8 JSON text of an object or array (checked, not
+    /// parsed into a tree: the executor forwards it as it is), or why there
+    /// is none.
+    pub result: Result<Vec<u8>>,
     /// The action's stdout, less a command module's result line.
     pub stdout: Vec<u8>,
     /// The action's stderr.
     pub stderr: Vec<u8>,
     /// True when either stream went past [`Limits::max_log_bytes`] and was cut.
     pub logs_truncated: bool,
+}
+
+impl ActivationOutput {
+    /// An activation that failed before its guest ran: no logs.
+    pub fn failed(error: crate::Error) -> Self {
+        Self {
+            result: Err(error),
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            logs_truncated: false,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ mod budget;
 mod cli;
 mod engines;
 mod error;
+mod host;
 mod load;
 mod logs;
 mod metrics;
@@ -33,15 +34,13 @@ fn main() -> anyhow::Result<()> {
         max_init_bytes: cli.max_init_bytes,
         max_run_bytes: cli.max_run_bytes,
         http_workers: cli.http_workers,
-        max_wasm_threads: cli.max_instances as usize,
         max_concurrency: match cli.max_concurrency {
             0 => cli.max_instances as usize,
             n => n,
         },
         max_queue_wait: cli.max_queue_wait,
         max_log_bytes: cli.max_log_bytes,
-        // Room for the wasm stack plus the engines' and WASI's own frames.
-        wasm_thread_stack_bytes: cli.limits().max_stack_bytes.max(4 << 20) + (4 << 20),
+        init_thread_stack_bytes: ow_common::blocking::thread_stack_bytes(&cli.limits()),
         scratch_dir: cli.scratch_dir(),
         shutdown_timeout: cli.shutdown_timeout.unwrap_or_else(|| {
             cli.max_duration

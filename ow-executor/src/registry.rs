@@ -133,7 +133,7 @@ fn owns(entry: &Entry, ticket: &Ticket) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ow_common::{ActionAbi, ActivationContext, ActivationOutput};
+    use ow_common::{ActionAbi, Activation, ActivationContext, ActivationOutput, BoxFuture};
 
     struct Named(&'static str);
 
@@ -141,13 +141,18 @@ mod tests {
         fn abi(&self) -> ActionAbi {
             ActionAbi::Sdk
         }
-        fn run(&self, _ctx: &ActivationContext) -> ActivationOutput {
-            ActivationOutput {
-                result: Ok(serde_json::json!({ "name": self.0 })),
-                stdout: Vec::new(),
-                stderr: Vec::new(),
-                logs_truncated: false,
-            }
+        fn run(self: Arc<Self>, _: Activation) -> BoxFuture<'static, ActivationOutput> {
+            let result = serde_json::json!({ "name": self.0 })
+                .to_string()
+                .into_bytes();
+            Box::pin(async move {
+                ActivationOutput {
+                    result: Ok(result),
+                    stdout: Vec::new(),
+                    stderr: Vec::new(),
+                    logs_truncated: false,
+                }
+            })
         }
     }
 
@@ -162,7 +167,10 @@ mod tests {
 
     fn name_of(registry: &Registry, id: &str) -> Option<serde_json::Value> {
         let ready = registry.ready(id)?;
-        ready.action.run(&ActivationContext::default()).result.ok()
+        let activation = Activation::new(ActivationContext::default(), Duration::from_secs(1));
+        let tokio = tokio::runtime::Builder::new_current_thread().build().ok()?;
+        let result = tokio.block_on(ready.action.run(activation)).result.ok()?;
+        serde_json::from_slice(&result).ok()
     }
 
     #[test]

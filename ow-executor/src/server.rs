@@ -11,18 +11,20 @@ use actix_web::dev::Server;
 use actix_web::web::{self, Data, Payload};
 use actix_web::{HttpRequest, HttpResponse, HttpServer};
 use ow_common::payload::{InitRequest, RunRequest};
-use ow_common::{ActionSpec, ActivationOutput, Error as ActionError};
+use ow_common::{
+    ActionSpec, Activation, ActivationOutput, Deadline, Error as ActionError, run_to_deadline,
+};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The container id of standard mode (`POST /init`, `POST /run`).
 const STANDARD: &str = "";
 
 /// How long past an activation's time limit the executor waits for the
-/// engine to stop it before answering anyway.
+/// engine to stop it before answering anyway (a backstop: every engine
+/// stops its guest at the deadline).
 pub const DEADLINE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The /init `env` key that picks the engine for one action.
@@ -35,18 +37,18 @@ pub struct ServerSettings {
     pub max_init_bytes: usize,
     /// Largest /run body in bytes.
     pub max_run_bytes: usize,
-    /// HTTP worker threads; 0 for one per core.
+    /// HTTP worker threads; 0 for one per core. Activations run on them
+    /// (wasmtime's as coroutines; the other engines' on pools of their own,
+    /// awaited here).
     pub http_workers: usize,
-    /// Threads that may run wasm at once (the blocking pool's size).
-    pub max_wasm_threads: usize,
     /// Log bytes kept per stream and activation (for the truncation notice).
     pub max_log_bytes: usize,
     /// Activations that may run at once.
     pub max_concurrency: usize,
     /// How long a /run waits for a slot before 429.
     pub max_queue_wait: std::time::Duration,
-    /// Native stack of the threads that run wasm (above the wasm stack limit).
-    pub wasm_thread_stack_bytes: usize,
+    /// Native stack of the threads that read and compile code at /init.
+    pub init_thread_stack_bytes: usize,
     /// Parent of per-activation scratch directories.
     pub scratch_dir: std::path::PathBuf,
     /// How long a graceful shutdown (SIGTERM) waits for in-flight requests.
@@ -65,8 +67,8 @@ pub struct AppState {
     logs: LogSink,
     api_host: Option<String>,
     settings: ServerSettings,
-    /// Runs compilation and activations, off the HTTP workers.
-    wasm_pool: WasmPool,
+    /// Parses, decodes and compiles /init bodies, off the HTTP workers.
+    init_pool: InitPool,
     /// One permit per activation that may run at once.
     slots: Arc<tokio::sync::Semaphore>,
     /// One permit per /init that may read and prepare code at once.
@@ -83,20 +85,21 @@ impl AppState {
     /// State for a server running actions on `engines`.
     ///
     /// # Errors
-    /// When the wasm thread pool cannot be created.
+    /// When the /init thread pool cannot be created.
     pub fn new(
         engines: Engines,
         loader: Loader,
         settings: ServerSettings,
     ) -> std::io::Result<Self> {
-        let wasm_pool = tokio::runtime::Builder::new_multi_thread()
+        let init_pool = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
-            .max_blocking_threads(settings.max_wasm_threads.max(1))
-            .thread_name("ow-wasm")
-            .thread_stack_size(settings.wasm_thread_stack_bytes)
+            .max_blocking_threads(settings.max_concurrent_inits.max(1))
+            .thread_name("ow-init")
+            .thread_stack_size(settings.init_thread_stack_bytes)
+            .thread_keep_alive(std::time::Duration::from_secs(300))
             .enable_all()
             .build()?;
-        let wasm_pool = WasmPool::new(wasm_pool);
+        let init_pool = InitPool::new(init_pool);
         Ok(Self {
             engines,
             containers: Registry::default(),
@@ -108,7 +111,7 @@ impl AppState {
             )),
             budget: settings.memory_budget.map(MemoryBudget::new),
             settings,
-            wasm_pool,
+            init_pool,
             metrics: {
                 let metrics = Metrics::default();
                 metrics
@@ -155,28 +158,28 @@ impl AppState {
         Ok(Some(permit))
     }
 
-    /// Run `f` on the wasm pool and wait for it without blocking the worker.
+    /// Run `f` on the /init pool and wait for it without blocking the worker.
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, ApiError> {
-        self.wasm_pool
+        self.init_pool
             .handle()
             .spawn_blocking(f)
             .await
-            .map_err(|e| ApiError::Internal(format!("wasm task failed: {e}")))
+            .map_err(|e| ApiError::Internal(format!("/init task failed: {e}")))
     }
 }
 
-/// The runtime whose blocking pool runs wasm. It is dropped with the
+/// The runtime whose blocking pool serves /init. It is dropped with the
 /// server's state, possibly on an async worker, where a blocking shutdown
 /// would panic: it shuts down in the background instead.
-struct WasmPool {
+struct InitPool {
     handle: tokio::runtime::Handle,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
-impl WasmPool {
+impl InitPool {
     fn new(runtime: tokio::runtime::Runtime) -> Self {
         Self {
             handle: runtime.handle().clone(),
@@ -189,7 +192,7 @@ impl WasmPool {
     }
 }
 
-impl Drop for WasmPool {
+impl Drop for InitPool {
     fn drop(&mut self) {
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_background();
@@ -498,7 +501,7 @@ async fn run(state: Data<AppState>, id: &str, body: Payload) -> Result<HttpRespo
     let engine = ready.engine;
     let result = activate(&state, ready, body).await;
     let outcome = match &result {
-        Ok(value) if value.get("error").is_some() => "application_error",
+        Ok(bytes) if has_error_field(bytes) => "application_error",
         Ok(_) => "success",
         Err(ApiError::Action(ActionError::Timeout(_))) => "timeout",
         Err(ApiError::Action(_)) => "action_error",
@@ -510,7 +513,21 @@ async fn run(state: Data<AppState>, id: &str, body: Payload) -> Result<HttpRespo
         RunLabels { engine, outcome },
         started.elapsed().as_secs_f64(),
     );
-    result.map(|value| HttpResponse::Ok().json(value))
+    result.map(|bytes| {
+        HttpResponse::Ok()
+            .content_type(actix_web::http::header::ContentType::json())
+            .body(bytes)
+    })
+}
+
+/// Whether a result object has a top-level `error` field (an application
+/// error, as OpenWhisk counts it), found without building the object.
+fn has_error_field(result: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        error: Option<serde::de::IgnoredAny>,
+    }
+    serde_json::from_slice::<Probe>(result).is_ok_and(|probe| probe.error.is_some())
 }
 
 /// Gives up an /init's ticket if the /init never finishes (its request
@@ -531,27 +548,32 @@ impl Drop for PendingInit {
 }
 
 /// Counts an activation in flight for as long as it lives.
-struct InFlight<'a>(&'a prometheus_client::metrics::gauge::Gauge);
+struct InFlight(prometheus_client::metrics::gauge::Gauge);
 
-impl<'a> InFlight<'a> {
-    fn new(gauge: &'a prometheus_client::metrics::gauge::Gauge) -> Self {
+impl InFlight {
+    fn new(gauge: &prometheus_client::metrics::gauge::Gauge) -> Self {
         gauge.inc();
-        Self(gauge)
+        Self(gauge.clone())
     }
 }
 
-impl Drop for InFlight<'_> {
+impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.dec();
     }
 }
 
-/// Run one activation of `action`: its result, or why there is none.
+/// Logs up to this size are written on the HTTP worker; larger ones on the
+/// /init pool, so a slow reader of the executor's stdout cannot stall a
+/// worker for long.
+const INLINE_LOG_BYTES: usize = 64 << 10;
+
+/// Run one activation of `action`: its result (JSON text), or why there is none.
 async fn activate(
     state: &Data<AppState>,
     ready: Ready,
     body: Payload,
-) -> Result<serde_json::Value, ApiError> {
+) -> Result<Vec<u8>, ApiError> {
     let Ready {
         action,
         max_duration,
@@ -563,55 +585,61 @@ async fn activate(
     let slot = state
         .slot(&state.slots, state.settings.max_concurrency)
         .await?;
-    // Held, like the slot, until the engine returns: the memory is in use
-    // until then, even after the deadline guard has answered.
+    // Held, like the slot, until the activation ends: the memory is in use
+    // until then.
     let reserved = state.reserve(memory_bytes).await?;
-    // In flight from the slot on (the body is read, the activation may run).
-    let _in_flight = InFlight::new(&state.metrics.in_flight);
     let time_limit = ctx.time_limit(max_duration);
-    // Whoever claims the activation writes its logs and sentinels: the
-    // activation when it ends, or the deadline guard below if it does not.
-    let claimed = Arc::new(AtomicBool::new(false));
-    let (log_state, job_claimed) = (Data::clone(state), Arc::clone(&claimed));
-    let mut job = state.wasm_pool.handle().spawn_blocking(move || {
-        let output = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| action.run(&ctx)))
-            .unwrap_or_else(|_| ActivationOutput {
-                result: Err(ActionError::Trap("the engine failed unexpectedly".into())),
-                stdout: Vec::new(),
-                stderr: Vec::new(),
-                logs_truncated: false,
-            });
-        // Logs and sentinels are written before the response is sent.
-        if !job_claimed.swap(true, Ordering::SeqCst) {
-            let notice = output.logs_truncated.then(|| {
-                format!(
-                    "Logs were truncated because the total bytes size exceeds the limit of {} bytes.",
-                    log_state.settings.max_log_bytes
-                )
-            });
-            log_state.logs.activation(&output.stdout, &output.stderr, notice.as_deref());
-        }
+    let activation = Activation {
+        host: Arc::new(crate::host::ActivationHost::new(&ctx)),
+        deadline: Deadline::new(time_limit),
+        ctx,
+    };
+    let state = Data::clone(state);
+    // The activation is a task of its own on this worker: if the client
+    // goes away it still ends, writes its logs and gives its slot back.
+    let task = actix_web::rt::spawn(async move {
+        // In flight from the slot on (the body is read, the activation runs).
+        let _in_flight = InFlight::new(&state.metrics.in_flight);
+        let Some(output) = run_to_deadline(action, activation, DEADLINE_GRACE).await else {
+            // Every engine stops its guest at the deadline; this is the
+            // backstop should one not return within the grace.
+            let notice = "The activation was abandoned at its time limit; its logs are lost.";
+            state.logs.activation(b"", b"", Some(notice));
+            tracing::warn!(?time_limit, "activation abandoned after its time limit");
+            return Err(ActionError::Timeout(time_limit.as_millis() as u64));
+        };
+        write_logs(&state, &output).await;
         drop((slot, reserved));
         output.result
     });
-    let joined =
-        match tokio::time::timeout(time_limit.saturating_add(DEADLINE_GRACE), &mut job).await {
-            Ok(joined) => joined,
-            // Every engine stops its guest at the limit, computing or asleep
-            // in WASI; this is the backstop should one not return in time.
-            // Answer now; the thread's late output is dropped and its slot
-            // and memory come back when it ends.
-            Err(_) if !claimed.swap(true, Ordering::SeqCst) => {
-                let notice = "The activation was abandoned at its time limit; its logs are lost.";
-                state.logs.activation(b"", b"", Some(notice));
-                tracing::warn!(?time_limit, "activation abandoned after its time limit");
-                return Err(ApiError::Action(ActionError::Timeout(
-                    time_limit.as_millis() as u64,
-                )));
-            }
-            // It ended just now and is writing its logs: take its answer.
-            Err(_) => job.await,
-        };
-    let result = joined.map_err(|e| ApiError::Internal(format!("wasm task failed: {e}")))?;
-    result.map_err(ApiError::Action)
+    task.await
+        .map_err(|e| ApiError::Internal(format!("activation task failed: {e}")))?
+        .map_err(ApiError::Action)
+}
+
+/// Write an activation's logs and the sentinels (before its answer is sent).
+async fn write_logs(state: &Data<AppState>, output: &ActivationOutput) {
+    let notice = output.logs_truncated.then(|| {
+        format!(
+            "Logs were truncated because the total bytes size exceeds the limit of {} bytes.",
+            state.settings.max_log_bytes
+        )
+    });
+    if output.stdout.len() + output.stderr.len() <= INLINE_LOG_BYTES {
+        state
+            .logs
+            .activation(&output.stdout, &output.stderr, notice.as_deref());
+        return;
+    }
+    let (writer, stdout, stderr) = (
+        Data::clone(state),
+        output.stdout.clone(),
+        output.stderr.clone(),
+    );
+    let written = state
+        .blocking(move || writer.logs.activation(&stdout, &stderr, notice.as_deref()))
+        .await;
+    if let Err(e) = written {
+        tracing::warn!("cannot write an activation's logs: {e}");
+    }
 }

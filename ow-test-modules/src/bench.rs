@@ -10,6 +10,7 @@
 //! - `run/echo/<size>`: one activation with a 1 KB, 100 KB and 1 MB payload;
 //! - `run/hash_1000`: CPU-bound work, 1,000 chained blake3 rounds.
 
+use crate::activate::Activate as _;
 use criterion::{BenchmarkId, Criterion, Throughput};
 use ow_common::{ActionSpec, ActivationContext, Limits, WasmRuntime};
 use serde_json::json;
@@ -47,14 +48,14 @@ pub fn engine(c: &mut Criterion, name: &str, make: &dyn Fn(Limits) -> Box<dyn Wa
     let mut group = c.benchmark_group(format!("{name}/run"));
     let add = rt.prepare(crate::ADD, spec()).expect("prepares");
     let params = ActivationContext::with_params(json!({"param1": 1, "param2": 2}));
-    group.bench_function("add", |b| b.iter(|| add.run(black_box(&params))));
+    group.bench_function("add", |b| b.iter(|| add.activate(black_box(&params))));
     let echo = rt.prepare(crate::ECHO, spec()).expect("prepares");
     for size in [1_000usize, 100_000, 1_000_000] {
         let ctx = ActivationContext::with_params(json!({ "data": "x".repeat(size) }));
         group.throughput(Throughput::Bytes(size as u64));
         group.bench_with_input(BenchmarkId::new("echo", size), &ctx, |b, ctx| {
             b.iter(|| {
-                let out = echo.run(ctx);
+                let out = echo.activate(ctx);
                 assert!(out.result.is_ok());
                 out
             })
@@ -63,6 +64,6 @@ pub fn engine(c: &mut Criterion, name: &str, make: &dyn Fn(Limits) -> Box<dyn Wa
     group.throughput(Throughput::Elements(1));
     let hash = rt.prepare(crate::HASH, spec()).expect("prepares");
     let ctx = ActivationContext::with_params(json!({"input": "abc", "iterations": 1000}));
-    group.bench_function("hash_1000", |b| b.iter(|| hash.run(black_box(&ctx))));
+    group.bench_function("hash_1000", |b| b.iter(|| hash.activate(black_box(&ctx))));
     group.finish();
 }

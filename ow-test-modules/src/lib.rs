@@ -3,5 +3,6 @@
 
 include!(concat!(env!("OUT_DIR"), "/modules.rs"));
 
+pub mod activate;
 pub mod bench;
 pub mod suite;

@@ -2,6 +2,7 @@
 //! trait. Each engine crate runs all of them with
 //! `ow_test_modules::engine_tests!(|limits| Box::new(MyRuntime::new(limits).unwrap()))`.
 
+use crate::activate::Activate as _;
 use ow_common::{ActionAbi, ActionSpec, ActivationContext, Error, Limits, WasmRuntime};
 use serde_json::json;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -52,7 +53,7 @@ pub fn every_example_prepares_with_the_right_abi(make: MakeRuntime) {
 pub fn echo_captures_its_streams_per_activation(make: MakeRuntime) {
     let rt = make(Limits::default());
     let action = rt.prepare(crate::ECHO, spec("niam")).unwrap();
-    let out = action.run(&ActivationContext::with_params(json!({"a": [1, 2]})));
+    let out = action.activate(&ActivationContext::with_params(json!({"a": [1, 2]})));
     assert_eq!(out.result.unwrap(), json!({"a": [1, 2]}));
     assert_eq!(out.stdout, b"hello stdout\n");
     assert_eq!(out.stderr, b"hello stderr\n");
@@ -63,7 +64,7 @@ pub fn command_module_gets_params_on_stdin(make: MakeRuntime) {
     let rt = make(Limits::default());
     let action = rt.prepare(crate::CMD_ECHO, spec("main")).unwrap();
     let params = json!({"k": "v", "n": [1, 2, 3]});
-    let out = action.run(&ActivationContext::with_params(params.clone()));
+    let out = action.activate(&ActivationContext::with_params(params.clone()));
     assert_eq!(out.result.unwrap(), params);
     let expected_log = format!(
         "cmd_echo: read {} bytes from stdin\n",
@@ -82,7 +83,7 @@ pub fn environment_is_the_init_env_then_the_activation(make: MakeRuntime) {
         api_host: Some("https://host".into()),
         ..ActivationContext::default()
     };
-    let out = action.run(&ctx);
+    let out = action.activate(&ctx);
     let result = out.result.unwrap();
     assert_eq!(result["activation_id"], "abc");
     assert_eq!(result["api_host"], "https://host");
@@ -91,7 +92,7 @@ pub fn environment_is_the_init_env_then_the_activation(make: MakeRuntime) {
         s.env.insert("SOME_VAR".into(), "from init".into());
         s
     });
-    let out = env_action.unwrap().run(&ActivationContext::default());
+    let out = env_action.unwrap().activate(&ActivationContext::default());
     assert_eq!(
         out.result.unwrap(),
         json!({"SOME_VAR": "from init", "ANOTHER_VAR": ""})
@@ -109,7 +110,11 @@ pub fn actions_sharing_code_keep_their_own_settings(make: MakeRuntime) {
     };
     let (a, b) = (with("a"), with("b"));
     let get = |action: &std::sync::Arc<dyn ow_common::PreparedAction>| {
-        action.run(&ActivationContext::default()).result.unwrap()["SOME_VAR"].clone()
+        action
+            .activate(&ActivationContext::default())
+            .result
+            .unwrap()["SOME_VAR"]
+            .clone()
     };
     assert_eq!((get(&a), get(&b)), (json!("a"), json!("b")));
     drop(a);
@@ -119,7 +124,7 @@ pub fn actions_sharing_code_keep_their_own_settings(make: MakeRuntime) {
         s.limits.max_memory_bytes = max_memory_bytes;
         rt.prepare(crate::MEMBOMB, s)
             .unwrap()
-            .run(&ActivationContext::default())
+            .activate(&ActivationContext::default())
             .result
             .unwrap()["bytes"]
             .as_u64()
@@ -139,7 +144,7 @@ pub fn logs_beyond_the_limit_are_cut_and_the_action_still_succeeds(make: MakeRun
         ..Limits::default()
     });
     let action = rt.prepare(crate::ECHO, spec("main")).unwrap();
-    let out = action.run(&ActivationContext::with_params(json!({})));
+    let out = action.activate(&ActivationContext::with_params(json!({})));
     assert_eq!(out.result.unwrap(), json!({}));
     assert_eq!(out.stdout, b"hello");
     assert!(out.logs_truncated);
@@ -153,7 +158,7 @@ pub fn concurrent_activations_of_one_action_do_not_mix(make: MakeRuntime) {
             let action = &action;
             s.spawn(move || {
                 for j in 0..50 {
-                    let out = action.run(&ActivationContext::with_params(
+                    let out = action.activate(&ActivationContext::with_params(
                         json!({"param1": i, "param2": j}),
                     ));
                     assert_eq!(out.result.unwrap(), json!({"result": i + j}));
@@ -180,13 +185,13 @@ pub fn memory_cap_makes_grow_fail(make: MakeRuntime) {
     let out = small
         .prepare(&wasm, spec("main"))
         .unwrap()
-        .run(&ActivationContext::default());
+        .activate(&ActivationContext::default());
     assert_eq!(out.result.unwrap(), json!({"grew": 0}));
     let big = make(Limits::default());
     let out = big
         .prepare(&wasm, spec("main"))
         .unwrap()
-        .run(&ActivationContext::default());
+        .activate(&ActivationContext::default());
     assert_eq!(out.result.unwrap(), json!({"grew": 1}));
 }
 
@@ -204,7 +209,7 @@ pub fn deadline_in_the_context_bounds_the_run(make: MakeRuntime) {
         ..ActivationContext::default()
     };
     let started = Instant::now();
-    let out = action.run(&ctx);
+    let out = action.activate(&ctx);
     assert!(
         matches!(out.result, Err(Error::Timeout(ms)) if ms <= 200),
         "{:?}",
@@ -213,7 +218,7 @@ pub fn deadline_in_the_context_bounds_the_run(make: MakeRuntime) {
     assert!(started.elapsed() < Duration::from_secs(3));
     // The engine is fine afterwards.
     let add = rt.prepare(crate::ADD, spec("main")).unwrap();
-    let out = add.run(&ActivationContext::with_params(
+    let out = add.activate(&ActivationContext::with_params(
         json!({"param1": 1, "param2": 2}),
     ));
     assert_eq!(out.result.unwrap(), json!({"result": 3}));
@@ -224,7 +229,7 @@ pub fn out_of_bounds_result_is_an_abi_error(make: MakeRuntime) {
     let action = rt
         .prepare(&sdk_wat("", &packed(0xffff_0000, 16)), spec("main"))
         .unwrap();
-    let out = action.run(&ActivationContext::default());
+    let out = action.activate(&ActivationContext::default());
     assert!(
         matches!(&out.result, Err(Error::Abi(m)) if m.contains("outside")),
         "{:?}",
@@ -237,7 +242,7 @@ pub fn trap_and_exit_codes_are_reported(make: MakeRuntime) {
     let trap = rt
         .prepare(&sdk_wat("", "unreachable"), spec("main"))
         .unwrap();
-    let out = trap.run(&ActivationContext::default());
+    let out = trap.activate(&ActivationContext::default());
     assert!(
         matches!(&out.result, Err(Error::Trap(m)) if m.contains("unreachable")),
         "{:?}",
@@ -252,7 +257,7 @@ pub fn trap_and_exit_codes_are_reported(make: MakeRuntime) {
     let out = rt
         .prepare(&exit, spec("main"))
         .unwrap()
-        .run(&ActivationContext::default());
+        .activate(&ActivationContext::default());
     assert_eq!(out.result, Err(Error::Exit(3)));
 }
 
@@ -269,7 +274,7 @@ pub fn scratch_directory_is_fresh_private_and_closed(make: MakeRuntime) {
         )
         .unwrap();
     for i in 0..3 {
-        let out = with.run(&ActivationContext::with_params(
+        let out = with.activate(&ActivationContext::with_params(
             json!({"name": format!("f{i}"), "data": format!("data {i}")}),
         ));
         let result = out.result.unwrap();
@@ -287,7 +292,7 @@ pub fn scratch_directory_is_fresh_private_and_closed(make: MakeRuntime) {
     assert!(left.is_empty(), "scratch left behind: {left:?}");
     // Without asking for one, there is no directory at all.
     let without = rt.prepare(crate::SCRATCH, spec("main")).unwrap();
-    let out = without.run(&ActivationContext::default());
+    let out = without.activate(&ActivationContext::default());
     let text = format!("{:?}", out.result);
     assert!(text.contains("no scratch directory"), "{text}");
 }
@@ -325,12 +330,12 @@ pub fn table_limit_applies_at_prepare_and_to_growth(make: MakeRuntime) {
     let out = small
         .prepare(&grow, spec("main"))
         .unwrap()
-        .run(&ActivationContext::default());
+        .activate(&ActivationContext::default());
     assert_eq!(out.result.unwrap(), json!({"grew": 0}));
     let out = make(Limits::default())
         .prepare(&grow, spec("main"))
         .unwrap()
-        .run(&ActivationContext::default());
+        .activate(&ActivationContext::default());
     assert_eq!(out.result.unwrap(), json!({"grew": 1}));
 }
 
@@ -355,12 +360,12 @@ pub fn stack_limit_bounds_recursion(make: MakeRuntime) {
             ..Limits::default()
         });
         let action = rt.prepare(&wasm, spec("main")).unwrap();
-        // wasmtime runs wasm on the calling thread's stack: give it room, as
-        // the executor does for its wasm threads.
+        // Run from a thread with a small stack: each engine brings the
+        // stack its guest needs (wasmtime's fibers, the others' threads).
         std::thread::scope(|s| {
             std::thread::Builder::new()
-                .stack_size(stack + (8 << 20))
-                .spawn_scoped(s, || action.run(&ActivationContext::default()))
+                .stack_size(256 << 10)
+                .spawn_scoped(s, || action.activate(&ActivationContext::default()))
                 .unwrap()
                 .join()
                 .unwrap()

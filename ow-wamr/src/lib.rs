@@ -7,13 +7,18 @@ mod tables;
 
 use ffi::{LoadedModule, Wamr};
 use ow_common::abi::{self, ActionAbi, SdkInstance};
+use ow_common::blocking::Pool;
 use ow_common::shared::{SharedModules, content_key};
 use ow_common::{
-    ActionSpec, ActivationContext, ActivationOutput, Error, Limits, PreparedAction, Result,
+    ActionSpec, Activation, ActivationOutput, BoxFuture, Error, Limits, PreparedAction, Result,
     WasmRuntime, scratch,
 };
 use std::ffi::CString;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How often an activation past its deadline is woken again.
+const STOP_AGAIN: Duration = Duration::from_millis(20);
 
 /// The WAMR version bundled by wamrx-sys.
 pub const WAMR_VERSION: &str = "2.4.3";
@@ -24,9 +29,14 @@ pub const WAMR_VERSION: &str = "2.4.3";
 /// it, later ones share it. A module is loaded once at /init; each
 /// activation instantiates it afresh on the thread that runs the activation,
 /// after that thread's WAMR environment is set up (`init_thread_env`).
-/// Instances, exec envs and pipes never leave that thread.
+/// Instances, exec envs and pipes never leave that thread: activations run
+/// on a bounded pool of this crate ([`Pool`], as many threads as
+/// instances), behind the async `PreparedAction::run`. When the executor's
+/// deadline expires the instance is terminated and its thread woken every
+/// [`STOP_AGAIN`] until the activation ends.
 pub struct WamrRuntime {
     limits: Limits,
+    pool: Arc<Pool>,
     version: &'static str,
     /// Loaded modules by content and table cap, shared by every action
     /// with that code.
@@ -40,7 +50,13 @@ impl WamrRuntime {
     /// [`Error::Resources`] when WAMR's runtime cannot be initialised.
     pub fn new(limits: Limits) -> Result<Self> {
         let version = Wamr::init().map_err(Error::Resources)?;
+        let pool = Pool::new(
+            "wamr",
+            limits.max_instances as usize,
+            ow_common::blocking::thread_stack_bytes(&limits),
+        )?;
         Ok(Self {
+            pool: Arc::new(pool),
             limits,
             version,
             modules: SharedModules::default(),
@@ -89,6 +105,7 @@ impl WasmRuntime for WamrRuntime {
             argv0: spec.name.clone().unwrap_or_else(|| "action".to_owned()),
             spec,
             limits,
+            pool: Arc::clone(&self.pool),
         }))
     }
 }
@@ -105,6 +122,7 @@ struct WamrAction {
     argv0: String,
     spec: ActionSpec,
     limits: Limits,
+    pool: Arc<Pool>,
 }
 
 impl PreparedAction for WamrAction {
@@ -112,17 +130,52 @@ impl PreparedAction for WamrAction {
         self.abi
     }
 
-    fn run(&self, ctx: &ActivationContext) -> ActivationOutput {
-        let limit = ctx.time_limit(self.limits.max_duration);
-        let params = ctx.params_json();
+    fn run(self: Arc<Self>, activation: Activation) -> BoxFuture<'static, ActivationOutput> {
+        Box::pin(async move {
+            let pool = Arc::clone(&self.pool);
+            let deadline = activation.deadline.clone();
+            // The activation's watch, once its thread has made it.
+            let watch: Arc<Mutex<Option<Arc<stdio::Watch>>>> = Arc::default();
+            let job_watch = Arc::clone(&watch);
+            let job = move || self.run_blocking(&activation, &job_watch);
+            let stop = |first: bool| {
+                let watch = watch.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(watch) = &*watch {
+                    watch.expire(first);
+                }
+            };
+            pool.run(&deadline, job, STOP_AGAIN, stop)
+                .await
+                .unwrap_or_else(ActivationOutput::failed)
+        })
+    }
+}
+
+impl WamrAction {
+    /// One activation on this (pool) thread.
+    fn run_blocking(
+        &self,
+        activation: &Activation,
+        watch: &Mutex<Option<Arc<stdio::Watch>>>,
+    ) -> ActivationOutput {
+        let Activation { ctx, deadline, .. } = activation;
         let stdin: &[u8] = match self.abi {
-            ActionAbi::Command => &params,
+            ActionAbi::Command => &ctx.params,
             ActionAbi::Sdk => b"",
         };
-        let io = match stdio::ActivationIo::start(stdin, self.limits.max_log_bytes, limit) {
+        let io = match stdio::ActivationIo::start(stdin, self.limits.max_log_bytes) {
             Ok(io) => io,
-            Err(e) => return abi::finish(self.abi, Err(e), Vec::new(), Vec::new(), false, 0),
+            Err(e) => return ActivationOutput::failed(e),
         };
+        {
+            let mut slot = watch.lock().unwrap_or_else(|e| e.into_inner());
+            *slot = Some(io.watch());
+            // Expired while the descriptors were made: the instance fails
+            // to instantiate (it checks `timed_out` once live).
+            if deadline.is_expired() {
+                io.watch().expire(true);
+            }
+        }
         // Removed (with whatever the action left in it) when this drops,
         // after the instance.
         let scratch = self
@@ -158,7 +211,7 @@ impl PreparedAction for WamrAction {
                         instance: &mut instance,
                         entry: &self.entry,
                     };
-                    abi::call_sdk(&mut sdk, &params, self.limits.max_result_bytes)
+                    abi::call_sdk(&mut sdk, &ctx.params, self.limits.max_result_bytes)
                 }
                 ActionAbi::Command => match instance.call(c"_start", &[]) {
                     Ok(_) | Err(Error::Exit(0)) => Ok(Vec::new()),
@@ -166,9 +219,11 @@ impl PreparedAction for WamrAction {
                 },
             }
         });
+        // The instance is gone (it left the watch when it went).
+        *watch.lock().unwrap_or_else(|e| e.into_inner()) = None;
         let (stdout, stderr, truncated, timed_out) = io.finish();
         let raw = raw.map_err(|e| match timed_out {
-            true => Error::Timeout(limit.as_millis() as u64),
+            true => deadline.error(),
             false => e,
         });
         abi::finish(

@@ -1,10 +1,10 @@
 //! Per-activation stdio for WAMR, which writes WASI output straight to file
 //! descriptors: stdin is a memfd holding the params; stdout and stderr are
 //! pipes drained by a helper thread that keeps up to the log limit and drops
-//! the rest (the guest never blocks on a full pipe). The helper's poll
-//! timeout is also the activation's deadline: it then terminates the live
-//! instance through [`Watch`] and interrupts the activation's thread, which
-//! may be asleep in a system call (see [`crate::ffi::wake`]).
+//! the rest (the guest never blocks on a full pipe). When the executor's
+//! deadline expires, [`Watch::expire`] terminates the live instance and
+//! interrupts the activation's thread, which may be asleep in a system call
+//! (see [`crate::ffi::wake`]).
 
 use ow_common::log::CappedLog;
 use ow_common::{Error, Result};
@@ -14,7 +14,6 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
 /// The live instance of an activation, for the deadline to terminate.
 pub(crate) struct Watch {
@@ -28,11 +27,27 @@ pub(crate) struct Watch {
     thread: libc::pthread_t,
 }
 
-/// How often the helper interrupts the activation's thread again after the
-/// deadline, until the instance is gone.
-const WAKE_AGAIN: Duration = Duration::from_millis(50);
+impl Watch {
+    /// The deadline expired: stop the guest (`first` time), and wake its
+    /// thread from a system call (WAMR sleeps in `clock_nanosleep` slices
+    /// of a second); called again every few milliseconds until the
+    /// activation ends. The lock is held across both calls, so the instance
+    /// cannot be deinstantiated, nor its thread move on to another
+    /// activation, meanwhile. An instance not live yet sees `timed_out`
+    /// when it becomes live and fails its instantiation.
+    pub(crate) fn expire(&self, first: bool) {
+        self.timed_out.store(true, Ordering::SeqCst);
+        let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(inst) = *live {
+            if first {
+                crate::ffi::terminate(inst);
+            }
+            crate::ffi::wake(self.thread);
+        }
+    }
+}
 
-type Drained = ([CappedLog; 2], bool);
+type Drained = [CappedLog; 2];
 
 pub(crate) struct ActivationIo {
     stdin: File,
@@ -84,8 +99,8 @@ fn memfd_with(data: &[u8]) -> Result<File> {
 }
 
 impl ActivationIo {
-    /// Create the descriptors and start the helper with this deadline.
-    pub(crate) fn start(stdin: &[u8], log_limit: usize, limit: Duration) -> Result<Self> {
+    /// Create the descriptors and start the helper.
+    pub(crate) fn start(stdin: &[u8], log_limit: usize) -> Result<Self> {
         let stdin = memfd_with(stdin)?;
         let (out_r, out_w) = pipe()?;
         let (err_r, err_w) = pipe()?;
@@ -95,12 +110,9 @@ impl ActivationIo {
             // SAFETY: no preconditions; this is the activation's thread.
             thread: unsafe { libc::pthread_self() },
         });
-        // None: a limit past what the clock holds, which never fires.
-        let deadline = Instant::now().checked_add(limit);
-        let helper_watch = Arc::clone(&watch);
         let helper = std::thread::Builder::new()
             .name("wamr-stdio".into())
-            .spawn(move || drain_and_watch([out_r, err_r], log_limit, deadline, &helper_watch))
+            .spawn(move || drain([out_r, err_r], log_limit))
             .map_err(|e| Error::Resources(format!("cannot start the stdio thread: {e}")))?;
         Ok(Self {
             stdin,
@@ -128,26 +140,18 @@ impl ActivationIo {
     /// stdio), wait for the helper, return (stdout, stderr, truncated, timed out).
     pub(crate) fn finish(self) -> (Vec<u8>, Vec<u8>, bool, bool) {
         drop((self.stdin, self.out_w, self.err_w));
-        let ([mut out, mut err], timed_out) = self
-            .helper
-            .join()
-            .unwrap_or_else(|_| (Default::default(), false));
+        let [mut out, mut err] = self.helper.join().unwrap_or_default();
         let ((out, out_cut), (err, err_cut)) = (out.take(), err.take());
         (
             out,
             err,
             out_cut || err_cut,
-            timed_out || self.watch.timed_out.load(Ordering::SeqCst),
+            self.watch.timed_out.load(Ordering::SeqCst),
         )
     }
 }
 
-fn drain_and_watch(
-    fds: [OwnedFd; 2],
-    cap: usize,
-    deadline: Option<Instant>,
-    watch: &Watch,
-) -> Drained {
+fn drain(fds: [OwnedFd; 2], cap: usize) -> Drained {
     let mut out = [CappedLog::new(cap), CappedLog::new(cap)];
     let mut open = [true; 2];
     let mut buf = vec![0u8; 64 * 1024];
@@ -161,33 +165,8 @@ fn drain_and_watch(
                 revents: 0,
             })
             .collect();
-        let timed_out = watch.timed_out.load(Ordering::SeqCst);
-        let timeout_ms = match deadline {
-            Some(deadline) if !timed_out => deadline
-                .saturating_duration_since(Instant::now())
-                .as_millis()
-                .min(i32::MAX as u128) as i32,
-            _ if timed_out => WAKE_AGAIN.as_millis() as i32,
-            _ => -1,
-        };
         // SAFETY: `pfds` is a valid array of pollfd of the given length.
-        let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout_ms) };
-        if n == 0 {
-            // The deadline: stop the guest, and wake its thread from a
-            // system call (WAMR sleeps in `clock_nanosleep` slices of a
-            // second), again every WAKE_AGAIN until the instance is gone. The lock is held across both calls, so the instance
-            // cannot be deinstantiated, nor its thread move on to another
-            // activation, meanwhile.
-            let first = !watch.timed_out.swap(true, Ordering::SeqCst);
-            let live = watch.live.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(inst) = *live {
-                if first {
-                    crate::ffi::terminate(inst);
-                }
-                crate::ffi::wake(watch.thread);
-            }
-            continue;
-        }
+        let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, -1) };
         if n < 0 {
             continue; // EINTR
         }
@@ -210,5 +189,5 @@ fn drain_and_watch(
             out[live[k]].push(&buf[..r as usize]);
         }
     }
-    (out, watch.timed_out.load(Ordering::SeqCst))
+    out
 }

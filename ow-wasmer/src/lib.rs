@@ -2,19 +2,22 @@
 
 mod logfile;
 mod scratch;
+mod stopper;
 mod tunables;
-mod watchdog;
 
 use logfile::LogFile;
 use ow_common::abi::{self, ActionAbi, ExportKind, SdkInstance, ValKind};
+use ow_common::blocking::Pool;
 use ow_common::shared::{ContentKey, SharedModules, content_key};
 use ow_common::{
-    ActionSpec, ActivationContext, ActivationOutput, Error, Limits, PreparedAction, Result,
-    SCRATCH_GUEST_DIR, WasmRuntime,
+    ActionSpec, Activation, ActivationContext, ActivationOutput, BoxFuture, Deadline, Error,
+    Limits, PreparedAction, Result, SCRATCH_GUEST_DIR, WasmRuntime,
 };
 use std::hash::Hash as _;
 use std::io::Write as _;
 use std::sync::Arc;
+use std::time::Duration;
+use stopper::Stopper;
 use wasmer::sys::vm::VMConfig;
 use wasmer::sys::{BaseTunables, Cranelift, NativeEngineExt};
 use wasmer::{
@@ -25,7 +28,6 @@ use wasmer_wasix::{
     Pipe, PluggableRuntime, Runtime, UnsupportedVirtualNetworking, WasiEnv, WasiError,
     WasiRuntimeError,
 };
-use watchdog::Watchdog;
 
 /// The wasmer version this crate is built with.
 pub const WASMER_VERSION: &str = "7.4.2";
@@ -41,9 +43,13 @@ const WASI_MODULES: &[&str] = &["wasi_snapshot_preview1", "wasi_unstable"];
 ///   and the environment are per instance and in memory.
 /// - Linear memory is capped by tunables on the engine (`memory.grow` returns
 ///   -1 past `Limits::max_memory_bytes`).
-/// - Deadlines: a watchdog thread interrupts the store (wasmer's
-///   host-interrupt, a signal to the running thread) once the activation's
-///   time limit passes.
+/// - Activations block a thread: they run on a bounded pool of this crate
+///   ([`Pool`], as many threads as instances), behind the async
+///   `PreparedAction::run`. The pool's runtime also drives wasix's timers.
+/// - Deadlines are the executor's: once one expires the store is
+///   interrupted (wasmer's host-interrupt, a signal to the running thread)
+///   every [`STOP_AGAIN`] until the activation ends, and its WASI process
+///   is killed (see `stopper`).
 pub struct WasmerRuntime {
     engine: Engine,
     /// [`WasmRuntime::compatibility_hash`], computed once.
@@ -52,12 +58,13 @@ pub struct WasmerRuntime {
     /// that code and those caps.
     modules: SharedModules<Module>,
     wasi: Arc<dyn Runtime + Send + Sync>,
-    /// wasix's tokio runtime; `None` only while dropping.
-    tokio: Option<tokio::runtime::Runtime>,
-    tokio_handle: tokio::runtime::Handle,
-    watchdog: Watchdog,
+    /// The threads activations run on; its runtime is wasix's too.
+    pool: Arc<Pool>,
     limits: Limits,
 }
+
+/// How often an activation past its deadline is interrupted again.
+const STOP_AGAIN: Duration = Duration::from_millis(5);
 
 /// Which of wasmer's compilers turns modules into native code at /init.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -84,24 +91,22 @@ impl WasmerRuntime {
     /// # Errors
     /// [`Error::Resources`] when the runtime's threads cannot start.
     pub fn with_compiler(limits: Limits, compiler: Compiler) -> Result<Self> {
-        let resources = |e: std::io::Error| Error::Resources(format!("cannot start wasmer: {e}"));
         let base: Engine = match compiler {
             Compiler::Cranelift => Cranelift::default().into(),
             #[cfg(feature = "singlepass")]
             Compiler::Singlepass => wasmer::sys::Singlepass::default().into(),
         };
         let engine = capped(&base, &limits);
-        // wasix runs its timers (guest sleeps, poll timeouts) on tokio: a
-        // runtime of its own, driven by one worker thread.
-        let tokio = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("wasmer-wasix")
-            .enable_all()
-            .build()
-            .map_err(resources)?;
+        // Activations block one of these threads each; wasix runs its
+        // timers (guest sleeps, poll timeouts) on the same runtime's worker.
+        let pool = Pool::new(
+            "wasmer",
+            limits.max_instances as usize,
+            ow_common::blocking::thread_stack_bytes(&limits),
+        )?;
         let mut wasi = {
-            let _entered = tokio.enter();
-            PluggableRuntime::new(Arc::new(TokioTaskManager::new(tokio.handle().clone())))
+            let _entered = pool.handle().enter();
+            PluggableRuntime::new(Arc::new(TokioTaskManager::new(pool.handle().clone())))
         };
         wasi.set_engine(engine.clone());
         wasi.set_networking_implementation(UnsupportedVirtualNetworking::default());
@@ -120,9 +125,7 @@ impl WasmerRuntime {
             compatibility: hasher.hex(),
             engine,
             wasi: Arc::new(wasi),
-            tokio_handle: tokio.handle().clone(),
-            tokio: Some(tokio),
-            watchdog: Watchdog::start().map_err(resources)?,
+            pool: Arc::new(pool),
             limits,
         })
     }
@@ -159,15 +162,6 @@ fn caps_key(kind: &[u8], bytes: &[u8], limits: &Limits) -> ContentKey {
 /// Stack reserved for host functions on top of [`Limits::max_stack_bytes`]
 /// (wasmer's own default stack is 1 MiB in all).
 const HOST_STACK_MARGIN: usize = 512 << 10;
-
-impl Drop for WasmerRuntime {
-    fn drop(&mut self) {
-        // May be dropped inside an async context, where a blocking shutdown panics.
-        if let Some(tokio) = self.tokio.take() {
-            tokio.shutdown_background();
-        }
-    }
-}
 
 impl WasmRuntime for WasmerRuntime {
     fn name(&self) -> &'static str {
@@ -276,8 +270,7 @@ impl WasmerRuntime {
             spec,
             engine,
             wasi: Arc::clone(&self.wasi),
-            tokio: self.tokio_handle.clone(),
-            watchdog: self.watchdog.clone_handle(),
+            pool: Arc::clone(&self.pool),
             limits,
         }))
     }
@@ -315,8 +308,7 @@ struct WasmerAction {
     spec: ActionSpec,
     engine: Engine,
     wasi: Arc<dyn Runtime + Send + Sync>,
-    tokio: tokio::runtime::Handle,
-    watchdog: Watchdog,
+    pool: Arc<Pool>,
     limits: Limits,
 }
 
@@ -325,26 +317,34 @@ impl PreparedAction for WasmerAction {
         self.abi
     }
 
-    fn run(&self, ctx: &ActivationContext) -> ActivationOutput {
-        let _entered = self.tokio.enter();
+    fn run(self: Arc<Self>, activation: Activation) -> BoxFuture<'static, ActivationOutput> {
+        Box::pin(async move {
+            let pool = Arc::clone(&self.pool);
+            let deadline = activation.deadline.clone();
+            let stopper = Arc::new(Stopper::default());
+            let job_stopper = Arc::clone(&stopper);
+            let job = move || self.run_blocking(&activation, &job_stopper);
+            pool.run(&deadline, job, STOP_AGAIN, |_| stopper.stop())
+                .await
+                .unwrap_or_else(ActivationOutput::failed)
+        })
+    }
+}
+
+impl WasmerAction {
+    /// One activation on this (pool) thread.
+    fn run_blocking(&self, activation: &Activation, stopper: &Stopper) -> ActivationOutput {
+        let _entered = self.pool.handle().enter();
+        let Activation { ctx, deadline, .. } = activation;
         let stdout = LogFile::new(self.limits.max_log_bytes);
         let stderr = LogFile::new(self.limits.max_log_bytes);
-        let time_limit = ctx.time_limit(self.limits.max_duration);
-        let params = ctx.params_json();
         // A Store is not Send: it lives and dies on this thread.
         let mut store = Store::new(self.engine.clone());
-        let guard = self.watchdog.watch(store.interrupter(), time_limit);
-        let raw = self.run_in(&mut store, &guard, ctx, &params, &stdout, &stderr);
-        let timed_out = guard.fired();
-        drop(guard);
+        stopper.watch(store.interrupter());
+        let raw = self.run_in(&mut store, stopper, ctx, &stdout, &stderr);
+        stopper.clear();
         drop(store);
-        let raw = raw.map_err(|e| {
-            if timed_out {
-                Error::Timeout(time_limit.as_millis() as u64)
-            } else {
-                e
-            }
-        });
+        let raw = raw.map_err(|e| timed_out(e, deadline));
         let (out, out_cut) = stdout.take();
         let (err, err_cut) = stderr.take();
         abi::finish(
@@ -356,15 +356,12 @@ impl PreparedAction for WasmerAction {
             self.limits.max_result_bytes,
         )
     }
-}
 
-impl WasmerAction {
     fn run_in(
         &self,
         store: &mut Store,
-        guard: &watchdog::Guard,
+        stopper: &Stopper,
         ctx: &ActivationContext,
-        params: &[u8],
         stdout: &LogFile,
         stderr: &LogFile,
     ) -> Result<Vec<u8>> {
@@ -374,7 +371,7 @@ impl WasmerAction {
             let (guest_stdin, mut host_stdin) = Pipe::channel();
             if self.abi == ActionAbi::Command {
                 host_stdin
-                    .write_all(params)
+                    .write_all(&ctx.params)
                     .map_err(|e| Error::Resources(format!("cannot write stdin: {e}")))?;
             }
             host_stdin.close();
@@ -402,7 +399,7 @@ impl WasmerAction {
             // runs, so the deadline can stop a guest blocked in a WASI call
             // from its start function on, `_initialize` included.
             let mut wasi_env = builder.finalize(&mut *store).map_err(wasi_error)?;
-            guard.also_kill(wasi_env.data(&*store).process.clone());
+            stopper.also_kill(wasi_env.data(&*store).process.clone());
             let imports = wasi_env
                 .import_object(&mut *store, &self.module)
                 .map_err(|e| Error::InvalidModule(e.to_string()))?;
@@ -440,7 +437,7 @@ impl WasmerAction {
                         .map_err(export_error)?,
                     store,
                 };
-                abi::call_sdk(&mut sdk, params, self.limits.max_result_bytes)
+                abi::call_sdk(&mut sdk, &ctx.params, self.limits.max_result_bytes)
             }
             ActionAbi::Command => {
                 let start: TypedFunction<(), ()> = instance
@@ -510,6 +507,15 @@ fn call_initialize(instance: &Instance, store: &mut Store) -> Result<()> {
         .map_err(export_error)?
         .call(&mut *store)
         .map_err(runtime_error)
+}
+
+/// An activation stopped at its deadline failed because of it, whatever
+/// the interruption looked like from inside.
+fn timed_out(e: Error, deadline: &Deadline) -> Error {
+    match deadline.is_expired() {
+        true => deadline.error(),
+        false => e,
+    }
 }
 
 fn exit_code(e: &RuntimeError) -> Option<i32> {

@@ -5,19 +5,21 @@ mod logpipe;
 
 pub use config::WasmtimeConfig;
 
+use bytes::Bytes;
 use logpipe::LogPipe;
-use ow_common::abi::{self, ActionAbi, ExportKind, SdkInstance, ValKind};
+use ow_common::abi::{self, ActionAbi, ExportKind, ValKind};
 use ow_common::shared::{SharedModules, content_key};
 use ow_common::{
-    ActionSpec, ActivationContext, ActivationOutput, Error, Limits, PreparedAction, Result,
-    SCRATCH_GUEST_DIR, WasmRuntime, scratch,
+    ActionSpec, Activation, ActivationContext, ActivationOutput, BoxFuture, Deadline, Error, Host,
+    Limits, PreparedAction, Result, SCRATCH_GUEST_DIR, WasmRuntime, scratch,
 };
 use std::hash::Hash as _;
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::{
-    Engine, ExternType, FuncType, InstancePre, Linker, Memory, Module, PoolConcurrencyLimitError,
-    Precompiled, Store, StoreLimits, StoreLimitsBuilder, Trap, TypedFunc, ValType,
+    Engine, Extern, ExternType, Func, Instance, InstancePre, Linker, Module, ModuleExport,
+    PoolConcurrencyLimitError, Precompiled, Store, StoreLimits, StoreLimitsBuilder, Trap,
+    UpdateDeadline, ValType, WasmParams, WasmResults,
 };
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
@@ -27,8 +29,10 @@ use wasmtime_wasi::{FsPerms, I32Exit};
 pub const WASMTIME_VERSION: &str = "48.0.0";
 
 /// How often the epoch ticker advances the engine's epoch: a running guest
-/// yields this often, so deadlines are enforced to this granularity
-/// (OpenWhisk's shortest timeout is 100 ms).
+/// yields to the HTTP worker it runs on this often (its timeslice), so
+/// other activations and requests on that worker go on, and a deadline
+/// stops a computing guest within this much (OpenWhisk's shortest timeout
+/// is 100 ms).
 const EPOCH_TICK: Duration = Duration::from_millis(5);
 
 /// The wasmtime engine: one per process.
@@ -41,25 +45,34 @@ pub struct WasmtimeRuntime {
     linker: Arc<Linker<ActivationState>>,
     limits: Limits,
     pooling: bool,
-    /// Drives activations' timers (WASI sleeps, deadlines); `None` only
-    /// while dropping.
-    tokio: Option<tokio::runtime::Runtime>,
-    tokio_handle: tokio::runtime::Handle,
-}
-
-impl Drop for WasmtimeRuntime {
-    fn drop(&mut self) {
-        // May be dropped inside an async context, where a blocking shutdown panics.
-        if let Some(tokio) = self.tokio.take() {
-            tokio.shutdown_background();
-        }
-    }
 }
 
 /// What a store holds for one activation.
 struct ActivationState {
     wasi: WasiP1Ctx,
     limits: StoreLimits,
+    /// What the guest's `ow_host_v1` imports call (see [`add_host_functions`]).
+    #[allow(dead_code)]
+    host: Arc<dyn Host>,
+}
+
+/// Link the `ow_host_v1` host functions. None is defined yet (docs/abi.md,
+/// "Reserved imports"); each will be an async host function that reaches
+/// the activation's host context and awaits it on the guest's fiber, so a
+/// waiting host call holds no thread:
+///
+/// ```text
+/// linker.func_wrap_async(abi::HOST_MODULE, "name", |mut caller, (ptr, len): (i32, i32)| {
+///     Box::new(async move {
+///         let host = Arc::clone(&caller.data().host);
+///         // read the guest's memory through `caller`, then:
+///         host.method(...).await
+///     })
+/// })
+/// ```
+fn add_host_functions(linker: &mut Linker<ActivationState>) -> wasmtime::Result<()> {
+    let _ = linker;
+    Ok(())
 }
 
 impl WasmtimeRuntime {
@@ -79,17 +92,12 @@ impl WasmtimeRuntime {
     pub fn with_config(config: WasmtimeConfig) -> Result<Self> {
         let (engine, pooling) = config.build_engine()?;
         let mut linker = Linker::new(&engine);
+        // WASI through the async linker: a WASI sleep is a timer of the
+        // caller's runtime, not a blocked thread.
         wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut ActivationState| &mut s.wasi)
-            .map_err(|e| Error::Resources(format!("cannot link WASI: {e:#}")))?;
+            .and_then(|()| add_host_functions(&mut linker))
+            .map_err(|e| Error::Resources(format!("cannot link the host functions: {e:#}")))?;
         spawn_epoch_ticker(&engine);
-        // Activations run on the calling thread (`Handle::block_on`); this
-        // runtime's one worker only drives the timers they wait on.
-        let tokio = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("wasmtime-timers")
-            .enable_time()
-            .build()
-            .map_err(|e| Error::Resources(format!("cannot start wasmtime's timers: {e}")))?;
         let mut hasher = ow_common::digest::Sha256Hasher::default();
         // Covers wasmtime's version, target, CPU features and every setting
         // that changes the generated code.
@@ -101,8 +109,6 @@ impl WasmtimeRuntime {
             linker: Arc::new(linker),
             limits: config.limits,
             pooling,
-            tokio_handle: tokio.handle().clone(),
-            tokio: Some(tokio),
         })
     }
 
@@ -205,25 +211,31 @@ impl WasmtimeRuntime {
             .linker
             .instantiate_pre(&module)
             .map_err(|e| Error::InvalidModule(format!("{e:#}")))?;
-        let has_initialize = func_type(&module, abi::EXPORT_INITIALIZE).is_some();
+        // Resolved once: an activation finds its exports by index, not name.
+        let export = |name: &str| module.get_export_index(name);
+        let exports = Exports {
+            initialize: export(abi::EXPORT_INITIALIZE),
+            memory: export(abi::EXPORT_MEMORY),
+            alloc: export(abi::EXPORT_ALLOC),
+            entry: export(&spec.entry),
+            start: export(abi::EXPORT_START),
+        };
+        let env = spec
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         tracing::debug!(%abi, entry = %spec.entry, "prepared action");
         Ok(Arc::new(WasmtimeAction {
             _module: module,
             pre,
             abi,
-            has_initialize,
+            exports,
+            env,
             argv0: spec.name.clone().unwrap_or_else(|| "action".to_owned()),
             spec,
             limits,
-            tokio: self.tokio_handle.clone(),
         }))
-    }
-}
-
-fn func_type(module: &Module, name: &str) -> Option<FuncType> {
-    match module.get_export(name)? {
-        ExternType::Func(ty) => Some(ty),
-        _ => None,
     }
 }
 
@@ -253,11 +265,21 @@ struct WasmtimeAction {
     _module: Arc<Module>,
     pre: InstancePre<ActivationState>,
     abi: ActionAbi,
-    has_initialize: bool,
+    exports: Exports,
+    /// The init-time environment, sorted, built once.
+    env: Vec<(String, String)>,
     argv0: String,
     spec: ActionSpec,
     limits: Limits,
-    tokio: tokio::runtime::Handle,
+}
+
+/// The exports an activation calls, resolved at /init.
+struct Exports {
+    initialize: Option<ModuleExport>,
+    memory: Option<ModuleExport>,
+    alloc: Option<ModuleExport>,
+    entry: Option<ModuleExport>,
+    start: Option<ModuleExport>,
 }
 
 impl PreparedAction for WasmtimeAction {
@@ -265,14 +287,25 @@ impl PreparedAction for WasmtimeAction {
         self.abi
     }
 
-    fn run(&self, ctx: &ActivationContext) -> ActivationOutput {
+    fn run(self: Arc<Self>, activation: Activation) -> BoxFuture<'static, ActivationOutput> {
+        Box::pin(async move { self.activate(activation).await })
+    }
+}
+
+impl WasmtimeAction {
+    /// One activation, on the caller's task: the guest runs on a fiber that
+    /// yields at every epoch tick and in every WASI wait.
+    async fn activate(&self, activation: Activation) -> ActivationOutput {
+        let Activation {
+            ctx,
+            deadline,
+            host,
+        } = activation;
         let stdout = LogPipe::new(self.limits.max_log_bytes);
         let stderr = LogPipe::new(self.limits.max_log_bytes);
-        let time_limit = ctx.time_limit(self.limits.max_duration);
-        let params = ctx.params_json();
         let stdin = match self.abi {
-            ActionAbi::Command => MemoryInputPipe::new(params.clone()),
-            ActionAbi::Sdk => MemoryInputPipe::new(Vec::new()),
+            ActionAbi::Command => MemoryInputPipe::new(ctx.params.clone()),
+            ActionAbi::Sdk => MemoryInputPipe::new(Bytes::new()),
         };
         let scratch = self
             .spec
@@ -280,31 +313,34 @@ impl PreparedAction for WasmtimeAction {
             .as_deref()
             .map(scratch::create)
             .transpose();
-        // The one deadline of the activation (none when it lies beyond
-        // what the clock can represent).
-        let deadline = tokio::time::Instant::now().checked_add(time_limit);
         let raw = match &scratch {
             Err(e) => Err(wasmtime::Error::from(e.clone())),
-            Ok(dir) => self
-                .new_store(ctx, stdin, &stdout, &stderr, dir.as_ref())
-                .map_err(wasmtime::Error::from)
-                .and_then(|store| {
-                    let mut calls = Calls {
-                        store,
-                        tokio: &self.tokio,
-                        deadline,
+            Ok(dir) => match self.new_store(&ctx, host, stdin, &stdout, &stderr, dir.as_ref()) {
+                Err(e) => Err(e.into()),
+                Ok(mut store) => {
+                    let calls = async {
+                        match self.abi {
+                            ActionAbi::Sdk => self.call_sdk(&mut store, &ctx.params).await,
+                            ActionAbi::Command => self.call_command(&mut store).await,
+                        }
                     };
-                    match self.abi {
-                        ActionAbi::Sdk => self.call_sdk(&mut calls, &params),
-                        ActionAbi::Command => self.call_command(&mut calls),
+                    // The deadline is the executor's; when it expires the
+                    // calls are dropped and wasmtime unwinds the guest's
+                    // fiber, computing (it yields every tick) or waiting in
+                    // a host call such as a WASI sleep.
+                    tokio::select! {
+                        biased;
+                        () = deadline.expired() => Err(Trap::Interrupt.into()),
+                        raw = calls => raw,
                     }
-                }),
+                }
+            },
         };
         // The store (and its handle on the directory) is gone: remove it.
         drop(scratch);
         let (out, out_cut) = stdout.take();
         let (err, err_cut) = stderr.take();
-        let raw = raw.map_err(|e| activation_error(e, time_limit));
+        let raw = raw.map_err(|e| activation_error(e, &deadline));
         abi::finish(
             self.abi,
             raw,
@@ -314,12 +350,11 @@ impl PreparedAction for WasmtimeAction {
             self.limits.max_result_bytes,
         )
     }
-}
 
-impl WasmtimeAction {
     fn new_store(
         &self,
         ctx: &ActivationContext,
+        host: Arc<dyn Host>,
         stdin: MemoryInputPipe,
         stdout: &LogPipe,
         stderr: &LogPipe,
@@ -329,8 +364,13 @@ impl WasmtimeAction {
         wasi.stdin(stdin)
             .stdout(stdout.clone())
             .stderr(stderr.clone())
-            .envs(&ctx.environment(&self.spec.env))
             .args(&[&self.argv0]);
+        // The init-time environment, then the activation's variables over it.
+        if ctx.ow_env.is_empty() && ctx.api_host.is_none() {
+            wasi.envs(&self.env);
+        } else {
+            wasi.envs(&ctx.environment(&self.spec.env));
+        }
         if let Some(dir) = scratch {
             // cap-std resolves every guest path inside this directory:
             // `..` and symlinks cannot lead out of it.
@@ -347,54 +387,75 @@ impl WasmtimeAction {
             .tables(16)
             .table_elements(self.limits.max_table_elements as usize)
             .build();
-        let mut store = Store::new(self.pre.module().engine(), ActivationState { wasi, limits });
+        let state = ActivationState { wasi, limits, host };
+        let mut store = Store::new(self.pre.module().engine(), state);
         store.limiter(|s| &mut s.limits);
-        // A running guest yields to the executor at every epoch tick, where
-        // the activation's deadline can stop it (see `Calls::within`).
+        // A running guest yields to the worker at every epoch tick. tokio's
+        // `yield_now` lets the worker poll its sockets and timers before
+        // the guest resumes, so requests on the same worker are served
+        // between two timeslices.
         store.set_epoch_deadline(1);
-        store.epoch_deadline_async_yield_and_update(1);
+        store.epoch_deadline_callback(|_| {
+            Ok(UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(tokio::task::yield_now()),
+            ))
+        });
         Ok(store)
     }
 
-    fn instantiate(&self, calls: &mut Calls<'_>) -> wasmtime::Result<wasmtime::Instance> {
-        let Calls {
-            store,
-            tokio,
-            deadline,
-        } = calls;
-        let instance = within(tokio, *deadline, self.pre.instantiate_async(&mut *store))?;
-        if self.has_initialize {
+    /// Instantiate and run `_initialize` when there is one.
+    async fn instantiate(&self, store: &mut Store<ActivationState>) -> wasmtime::Result<Instance> {
+        let instance = self.pre.instantiate_async(&mut *store).await?;
+        if let Some(init) = &self.exports.initialize {
             // Typed `() -> ()` at /init (`abi::classify`).
-            let init = instance.get_typed_func::<(), ()>(&mut *store, abi::EXPORT_INITIALIZE)?;
-            within(tokio, *deadline, init.call_async(&mut *store, ()))?;
+            let init = typed::<(), ()>(&instance, store, init, abi::EXPORT_INITIALIZE)?;
+            init.call_async(&mut *store, ()).await?;
         }
         Ok(instance)
     }
 
-    /// SDK ABI: the shared sequence of [`abi::call_sdk`] on a fresh instance.
-    fn call_sdk(&self, calls: &mut Calls<'_>, params: &[u8]) -> wasmtime::Result<Vec<u8>> {
-        let instance = self.instantiate(calls)?;
-        let store = &mut calls.store;
-        let mut sdk = WasmtimeSdk {
-            memory: instance
-                .get_memory(&mut *store, abi::EXPORT_MEMORY)
-                .ok_or_else(|| wasmtime::format_err!("no memory export"))?,
-            alloc: instance.get_typed_func::<i32, i32>(&mut *store, abi::EXPORT_ALLOC)?,
-            entry: instance.get_typed_func::<(i32, i32), i64>(&mut *store, &self.spec.entry)?,
-            calls,
-        };
-        abi::call_sdk(&mut sdk, params, self.limits.max_result_bytes)
+    /// SDK ABI: [`abi::call_sdk`]'s sequence (params into a buffer from
+    /// `ow_alloc`, the entry point, the result out), its checks shared.
+    async fn call_sdk(
+        &self,
+        store: &mut Store<ActivationState>,
+        params: &[u8],
+    ) -> wasmtime::Result<Vec<u8>> {
+        let instance = self.instantiate(store).await?;
+        let memory = self
+            .exports
+            .memory
+            .as_ref()
+            .and_then(|m| instance.get_module_export(&mut *store, m))
+            .and_then(Extern::into_memory)
+            .ok_or_else(|| wasmtime::format_err!("no memory export"))?;
+        let alloc = self.exports.alloc.as_ref();
+        let alloc = alloc.map(|f| typed::<i32, i32>(&instance, store, f, abi::EXPORT_ALLOC));
+        let alloc = alloc.ok_or_else(|| wasmtime::format_err!("no ow_alloc export"))??;
+        let entry = self.exports.entry.as_ref();
+        let entry = entry.map(|f| typed::<(i32, i32), i64>(&instance, store, f, &self.spec.entry));
+        let entry = entry.ok_or_else(|| wasmtime::format_err!("no entry point export"))??;
+        let len = abi::params_len(params)?;
+        let ptr = alloc.call_async(&mut *store, len as i32).await? as u32;
+        let size = memory.data_size(&*store);
+        let range = abi::guest_range(ptr, len, size, "the buffer from ow_alloc")?;
+        memory.write(&mut *store, range.start, params)?;
+        let ret = entry
+            .call_async(&mut *store, (ptr as i32, len as i32))
+            .await?;
+        let size = memory.data_size(&*store);
+        let range = abi::result_range(ret, size, self.limits.max_result_bytes)?;
+        Ok(memory.data(&*store)[range].to_vec())
     }
 
     /// Command ABI: run `_start`; exit code 0 (or returning) is success.
-    fn call_command(&self, calls: &mut Calls<'_>) -> wasmtime::Result<Vec<u8>> {
-        let instance = self.instantiate(calls)?;
-        let start = instance.get_typed_func::<(), ()>(&mut calls.store, abi::EXPORT_START)?;
-        match within(
-            calls.tokio,
-            calls.deadline,
-            start.call_async(&mut calls.store, ()),
-        ) {
+    async fn call_command(&self, store: &mut Store<ActivationState>) -> wasmtime::Result<Vec<u8>> {
+        let instance = self.instantiate(store).await?;
+        let start = self.exports.start.as_ref();
+        let start = start.map(|f| typed::<(), ()>(&instance, store, f, abi::EXPORT_START));
+        let start = start.ok_or_else(|| wasmtime::format_err!("no _start export"))??;
+        match start.call_async(&mut *store, ()).await {
             Ok(()) => Ok(Vec::new()),
             Err(e) if e.downcast_ref::<I32Exit>().is_some_and(|exit| exit.0 == 0) => Ok(Vec::new()),
             Err(e) => Err(e),
@@ -402,83 +463,22 @@ impl WasmtimeAction {
     }
 }
 
-/// An activation's store and its deadline: every call into the guest goes
-/// through [`within`].
-struct Calls<'a> {
-    store: Store<ActivationState>,
-    tokio: &'a tokio::runtime::Handle,
-    deadline: Option<tokio::time::Instant>,
-}
-
-/// Drive one call into the guest on this thread until it ends or the
-/// deadline passes. At the deadline the call is dropped: wasmtime unwinds
-/// the guest's fiber, whether it was computing (it yields at every epoch
-/// tick) or waiting in a host call such as a WASI sleep. This is the
-/// activation's only time limit on wasmtime.
-fn within<T>(
-    tokio: &tokio::runtime::Handle,
-    deadline: Option<tokio::time::Instant>,
-    call: impl std::future::Future<Output = wasmtime::Result<T>>,
-) -> wasmtime::Result<T> {
-    tokio.block_on(async {
-        match deadline {
-            Some(at) => tokio::time::timeout_at(at, call)
-                .await
-                .unwrap_or_else(|_| Err(Trap::Interrupt.into())),
-            None => call.await,
-        }
-    })
-}
-
-/// One SDK instance for [`abi::call_sdk`].
-struct WasmtimeSdk<'a, 'b> {
-    calls: &'a mut Calls<'b>,
-    memory: Memory,
-    alloc: TypedFunc<i32, i32>,
-    entry: TypedFunc<(i32, i32), i64>,
-}
-
-impl SdkInstance for WasmtimeSdk<'_, '_> {
-    type Error = wasmtime::Error;
-
-    fn alloc(&mut self, len: u32) -> wasmtime::Result<u32> {
-        let Calls {
-            store,
-            tokio,
-            deadline,
-        } = &mut *self.calls;
-        let ptr = within(tokio, *deadline, self.alloc.call_async(store, len as i32))?;
-        Ok(ptr as u32)
-    }
-
-    fn call_entry(&mut self, ptr: u32, len: u32) -> wasmtime::Result<i64> {
-        let Calls {
-            store,
-            tokio,
-            deadline,
-        } = &mut *self.calls;
-        within(
-            tokio,
-            *deadline,
-            self.entry.call_async(store, (ptr as i32, len as i32)),
-        )
-    }
-
-    fn memory_size(&mut self) -> usize {
-        self.memory.data_size(&self.calls.store)
-    }
-
-    fn write(&mut self, offset: usize, bytes: &[u8]) -> wasmtime::Result<()> {
-        Ok(self.memory.write(&mut self.calls.store, offset, bytes)?)
-    }
-
-    fn read(&mut self, range: std::ops::Range<usize>) -> wasmtime::Result<Vec<u8>> {
-        Ok(self.memory.data(&self.calls.store)[range].to_vec())
-    }
+/// The function `export` of `instance`, typed `P -> R` (checked at /init).
+fn typed<P: WasmParams, R: WasmResults>(
+    instance: &Instance,
+    store: &mut Store<ActivationState>,
+    export: &ModuleExport,
+    name: &str,
+) -> wasmtime::Result<wasmtime::TypedFunc<P, R>> {
+    instance
+        .get_module_export(&mut *store, export)
+        .and_then(Extern::into_func)
+        .ok_or_else(|| wasmtime::format_err!("no function export `{name}`"))
+        .and_then(|f: Func| f.typed::<P, R>(&*store))
 }
 
 /// Translate a wasmtime error from an activation into our vocabulary.
-fn activation_error(e: wasmtime::Error, time_limit: Duration) -> Error {
+fn activation_error(e: wasmtime::Error, deadline: &Deadline) -> Error {
     if let Some(err) = e.downcast_ref::<Error>() {
         return err.clone();
     }
@@ -487,7 +487,7 @@ fn activation_error(e: wasmtime::Error, time_limit: Duration) -> Error {
     }
     if let Some(trap) = e.downcast_ref::<Trap>() {
         return match trap {
-            Trap::Interrupt => Error::Timeout(time_limit.as_millis() as u64),
+            Trap::Interrupt => deadline.error(),
             trap => Error::Trap(trap.to_string()),
         };
     }

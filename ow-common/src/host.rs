@@ -1,0 +1,40 @@
+//! The per-activation host context: what a guest may ask of the executor
+//! through the `ow_host_v1` imports (docs/abi.md, "Reserved imports").
+//!
+//! Each activation gets an `Arc<dyn Host>` from the executor. An engine
+//! keeps it with the instance's state and calls it from the host functions
+//! it links under `ow_host_v1`: wasmtime from an async host function
+//! (`Linker::func_wrap_async`, awaited on the guest's fiber, so a waiting
+//! host call holds no thread), engines that block a thread by driving the
+//! call on their own runtime (`Handle::block_on`). No host function exists
+//! yet: state and chaining add their methods here, each with an `async fn`
+//! that the engines' `ow_host_v1` imports call.
+
+use std::fmt;
+
+/// What the executor offers one activation's guest.
+#[async_trait::async_trait]
+pub trait Host: Send + Sync {
+    /// The namespace the activation runs in (what host calls are scoped by).
+    fn namespace(&self) -> Option<&str>;
+}
+
+/// A host offering nothing: for engines' own tests and benchmarks, and for
+/// executors that link no `ow_host_v1` function.
+#[derive(Debug, Default, Clone)]
+pub struct NoHost;
+
+#[async_trait::async_trait]
+impl Host for NoHost {
+    fn namespace(&self) -> Option<&str> {
+        None
+    }
+}
+
+impl fmt::Debug for dyn Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Host")
+            .field("namespace", &self.namespace())
+            .finish()
+    }
+}
