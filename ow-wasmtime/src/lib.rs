@@ -2,6 +2,7 @@
 
 mod config;
 mod logpipe;
+mod ticker;
 
 pub use config::WasmtimeConfig;
 
@@ -15,7 +16,6 @@ use ow_common::{
 };
 use std::hash::Hash as _;
 use std::sync::Arc;
-use std::time::Duration;
 use wasmtime::{
     Engine, Extern, ExternType, Func, Instance, InstancePre, Linker, Module, ModuleExport,
     PoolConcurrencyLimitError, Precompiled, Store, StoreLimits, StoreLimitsBuilder, Trap,
@@ -28,13 +28,6 @@ use wasmtime_wasi::{FsPerms, I32Exit};
 /// The wasmtime version this crate is built with.
 pub const WASMTIME_VERSION: &str = "48.0.0";
 
-/// How often the epoch ticker advances the engine's epoch: a running guest
-/// yields to the HTTP worker it runs on this often (its timeslice), so
-/// other activations and requests on that worker go on, and a deadline
-/// stops a computing guest within this much (OpenWhisk's shortest timeout
-/// is 100 ms).
-const EPOCH_TICK: Duration = Duration::from_millis(5);
-
 /// The wasmtime engine: one per process.
 pub struct WasmtimeRuntime {
     engine: Engine,
@@ -45,6 +38,8 @@ pub struct WasmtimeRuntime {
     linker: Arc<Linker<ActivationState>>,
     limits: Limits,
     pooling: bool,
+    /// Advances the epoch while activations run; shared with the actions.
+    ticker: Arc<ticker::Ticker>,
 }
 
 /// What a store holds for one activation.
@@ -97,7 +92,7 @@ impl WasmtimeRuntime {
         wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut ActivationState| &mut s.wasi)
             .and_then(|()| add_host_functions(&mut linker))
             .map_err(|e| Error::Resources(format!("cannot link the host functions: {e:#}")))?;
-        spawn_epoch_ticker(&engine);
+        let ticker = Arc::new(ticker::Ticker::start(&engine));
         let mut hasher = ow_common::digest::Sha256Hasher::default();
         // Covers wasmtime's version, target, CPU features and every setting
         // that changes the generated code.
@@ -109,6 +104,7 @@ impl WasmtimeRuntime {
             linker: Arc::new(linker),
             limits: config.limits,
             pooling,
+            ticker,
         })
     }
 
@@ -120,26 +116,6 @@ impl WasmtimeRuntime {
     /// The underlying wasmtime engine.
     pub fn engine(&self) -> &Engine {
         &self.engine
-    }
-}
-
-/// Advance the engine's epoch every [`EPOCH_TICK`] for as long as the engine lives.
-fn spawn_epoch_ticker(engine: &Engine) {
-    let weak = engine.weak();
-    let spawned = std::thread::Builder::new()
-        .name("wasmtime-epoch".into())
-        .spawn(move || {
-            loop {
-                std::thread::sleep(EPOCH_TICK);
-                match weak.upgrade() {
-                    Some(engine) => engine.increment_epoch(),
-                    None => return,
-                }
-            }
-        });
-    if let Err(e) = spawned {
-        // Without a ticker deadlines would never fire: say so loudly.
-        tracing::error!("cannot start the epoch ticker, time limits are not enforced: {e}");
     }
 }
 
@@ -235,6 +211,7 @@ impl WasmtimeRuntime {
             argv0: spec.name.clone().unwrap_or_else(|| "action".to_owned()),
             spec,
             limits,
+            ticker: Arc::clone(&self.ticker),
         }))
     }
 }
@@ -271,6 +248,7 @@ struct WasmtimeAction {
     argv0: String,
     spec: ActionSpec,
     limits: Limits,
+    ticker: Arc<ticker::Ticker>,
 }
 
 /// The exports an activation calls, resolved at /init.
@@ -301,6 +279,8 @@ impl WasmtimeAction {
             deadline,
             host,
         } = activation;
+        // The epoch advances (the guest gets timeslices) while it runs.
+        let _busy = self.ticker.busy();
         let stdout = LogPipe::new(self.limits.max_log_bytes);
         let stderr = LogPipe::new(self.limits.max_log_bytes);
         let stdin = match self.abi {
