@@ -1,37 +1,77 @@
 //! The executor's stdout and stderr: the actions' logs and the sentinels.
 //!
 //! After each activation its captured output is written in one block per
-//! stream, each followed by the sentinel line, under one lock, so blocks of
-//! concurrent activations never interleave and the invoker can split the
-//! streams by activation.
+//! stream, each followed by the sentinel line, and each block with one
+//! `write` when it can be: blocks of concurrent activations never
+//! interleave and the invoker can split the streams by activation.
+//!
+//! Blocks up to `PIPE_BUF` (4 KiB) are written at once, which a pipe keeps
+//! whole, by as many activations in parallel as like (a shared lock, no
+//! waiting); a larger block, which a pipe may split, takes the lock
+//! exclusively. Writes go to duplicates of the process's descriptors, past
+//! std's `Stdout` lock, so that the HTTP workers never queue behind each
+//! other's system calls.
 
 use ow_common::SENTINEL;
+use std::fs::File;
 use std::io::Write;
-use std::sync::Mutex;
+use std::os::fd::AsFd;
+use std::sync::RwLock;
 
-/// Serialises writes to the process's stdout and stderr.
-#[derive(Default)]
+/// What a pipe writes whole (POSIX `PIPE_BUF` on Linux).
+const ATOMIC_WRITE: usize = 4096;
+
+/// Writes the actions' logs to the process's stdout and stderr.
 pub struct LogSink {
-    lock: Mutex<()>,
+    /// Shared by writes of whole small blocks, exclusive for large ones.
+    lock: RwLock<()>,
+    /// The process's stdout and stderr (duplicated descriptors); `None`
+    /// when closed.
+    out: Option<File>,
+    err: Option<File>,
+}
+
+impl Default for LogSink {
+    fn default() -> Self {
+        let dup = |fd: std::os::fd::BorrowedFd<'_>| fd.try_clone_to_owned().ok().map(File::from);
+        Self {
+            lock: RwLock::new(()),
+            out: dup(std::io::stdout().as_fd()),
+            err: dup(std::io::stderr().as_fd()),
+        }
+    }
 }
 
 impl LogSink {
-    /// Write one activation's logs and the sentinels, then flush both streams.
-    pub fn activation(&self, stdout: &[u8], stderr: &[u8], truncated_notice: Option<&str>) {
-        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out = std::io::stdout().lock();
-        let mut err = std::io::stderr().lock();
+    /// Write `block` whole to `file`.
+    fn write(&self, file: Option<&File>, block: &[u8]) {
+        let Some(mut file) = file else {
+            return;
+        };
         // Errors writing our own stdio (a closed pipe) cannot be reported
         // anywhere better; the activation's result is still answered.
-        let _ = write_block(&mut out, stdout, None);
-        let _ = write_block(&mut err, stderr, truncated_notice);
+        if block.len() <= ATOMIC_WRITE {
+            let _shared = self.lock.read().unwrap_or_else(|e| e.into_inner());
+            let _ = file.write_all(block);
+        } else {
+            let _exclusive = self.lock.write().unwrap_or_else(|e| e.into_inner());
+            let _ = file.write_all(block);
+        }
+    }
+
+    /// Write one activation's logs and the sentinels, then flush both streams.
+    pub fn activation(&self, stdout: &[u8], stderr: &[u8], truncated_notice: Option<&str>) {
+        // Each block is put together first and written with one system call.
+        let (mut out_block, mut err_block) = (Vec::new(), Vec::new());
+        let _ = write_block(&mut out_block, stdout, None);
+        let _ = write_block(&mut err_block, stderr, truncated_notice);
+        self.write(self.out.as_ref(), &out_block);
+        self.write(self.err.as_ref(), &err_block);
     }
 
     /// Write one line of the executor's own to stderr (no sentinel).
     pub fn stderr_line(&self, line: &str) {
-        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        let mut err = std::io::stderr().lock();
-        let _ = writeln!(err, "{line}").and_then(|()| err.flush());
+        self.write(self.err.as_ref(), format!("{line}\n").as_bytes());
     }
 }
 
