@@ -1,8 +1,9 @@
-//! The engines compiled into this binary, created on first use.
+//! The engines compiled into this binary, all created at start-up.
 //!
-//! The executor's default engine (`--engine`) is created at start-up, so a
-//! broken configuration fails before the port is bound; the others are
-//! created the first time an action asks for them.
+//! Every engine is created (its pools reserved, its threads started) before
+//! the port is bound, so the first /init of a process pays for none of it.
+//! The default engine (`--engine`) must start; another that cannot is
+//! reported and tried again when an action asks for it.
 
 use crate::cli::EngineKind;
 use ow_common::{Limits, WasmRuntime};
@@ -36,7 +37,7 @@ pub enum EngineError {
 }
 
 impl Engines {
-    /// Create the registry and the default engine.
+    /// Create the registry and every engine.
     ///
     /// # Errors
     /// When the default engine cannot start.
@@ -55,6 +56,11 @@ impl Engines {
                 .collect(),
         };
         engines.get(default)?;
+        for &kind in EngineKind::ALL {
+            if let Err(e) = engines.get(kind) {
+                tracing::warn!("{e}; it is tried again when an action asks for it");
+            }
+        }
         Ok(engines)
     }
 
@@ -85,6 +91,14 @@ impl Engines {
             .map_err(|e| EngineError::Start(kind.name(), e))?;
         // Two threads may race to create it; the first one wins, the other's is dropped.
         Ok(Arc::clone(slot.get_or_init(|| rt)))
+    }
+
+    /// The engines created so far, with their kinds.
+    pub fn created(&self) -> Vec<(EngineKind, Arc<dyn WasmRuntime>)> {
+        self.slots
+            .iter()
+            .filter_map(|(kind, slot)| slot.get().map(|rt| (*kind, Arc::clone(rt))))
+            .collect()
     }
 
     /// The runtime named `name` (as in `--engine`), created if needed.

@@ -71,17 +71,47 @@ fn main() -> anyhow::Result<()> {
     // A scratch parent that cannot be used fails now, not at some /run.
     drop(ow_common::scratch::create(&cli.scratch_dir()).map_err(|e| anyhow::anyhow!("{e}"))?);
     let state = server::AppState::new(engines, loader, settings)
-        .context("cannot start the wasm thread pool")?;
-    // Bind only once /init can be served: the invoker retries refused connections.
-    let listener = std::net::TcpListener::bind((cli.host.as_str(), cli.port))
-        .with_context(|| format!("cannot listen on {}:{}", cli.host, cli.port))?;
-    tracing::info!(addr = %listener.local_addr()?, "listening");
+        .context("cannot start the /init thread pool")?;
+    let state = actix_web::web::Data::new(state);
     actix_web::rt::System::new().block_on(async move {
+        let started = std::time::Instant::now();
+        server::warm_up(&state)
+            .await
+            .map_err(|e| anyhow::anyhow!("an engine failed its warm-up: {e}"))?;
+        tracing::info!(elapsed = ?started.elapsed(), "engines warmed up");
+        // Bind only once /init can be served: the invoker retries refused
+        // connections.
+        let listener = listen(&cli.host, cli.port)
+            .with_context(|| format!("cannot listen on {}:{}", cli.host, cli.port))?;
+        tracing::info!(addr = %listener.local_addr()?, "listening");
         // actix stops gracefully on SIGTERM/SIGINT: in-flight requests finish.
-        server::serve(state, listener)?.await
+        server::serve(state, listener)?.await?;
+        anyhow::Ok(())
     })?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Connections the kernel queues for accepting: a burst of thousands of
+/// activations is queued, not dropped (std's listeners queue 128; the
+/// kernel caps this at `net.core.somaxconn`).
+const LISTEN_BACKLOG: i32 = 4096;
+
+fn listen(host: &str, port: u16) -> anyhow::Result<std::net::TcpListener> {
+    use std::net::ToSocketAddrs as _;
+    let addr = (host, port)
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("{host} resolves to no address"))?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
 }
 
 /// Diagnostics go to `--log-file` if given, else to stderr only when a level

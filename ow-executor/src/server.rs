@@ -200,11 +200,68 @@ impl Drop for InitPool {
     }
 }
 
+/// A module of the SDK ABI answering `{}`, run once per engine at start-up.
+const WARM_UP_WAT: &str = r#"(module (memory (export "memory") 1)
+  (data (i32.const 16) "{}")
+  (func (export "ow_alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "main") (param i32 i32) (result i64) (i64.const 0x1000000002)))"#;
+
+/// Before the port is bound: take every engine once through what the first
+/// /init and /run of a process would otherwise do lazily (the /init pool's
+/// threads, the code decoders, compilation and loading of a precompiled
+/// module, a pooled instance slot, a fiber stack, a WASI context, the
+/// activation path). Nothing is logged and nothing stays registered.
+///
+/// # Errors
+/// When an engine fails to run the warm-up module: it could not run actions.
+pub async fn warm_up(state: &Data<AppState>) -> Result<(), String> {
+    use base64::Engine as _;
+    let wasm = wat::parse_str(WARM_UP_WAT).map_err(|e| e.to_string())?;
+    let code = base64::engine::general_purpose::STANDARD.encode(&wasm);
+    for (kind, runtime) in state.engines.created() {
+        let engine = kind.name();
+        let failed = |what: &str, e: &dyn std::fmt::Display| format!("{engine} {what}: {e}");
+        let req: InitRequest = serde_json::from_value(json!({"value": {
+            "name": "warm-up", "binary": true, "main": "main", "code": code,
+            "env": { ENGINE_ENV_KEY: engine },
+        }}))
+        .map_err(|e| failed("warm-up request", &e))?;
+        let (ready, _) = prepare(state, req)
+            .await
+            .map_err(|e| failed("warm-up /init", &e))?;
+        let mut actions = vec![ready.action];
+        if runtime.compatibility_hash().is_some() {
+            let artifact = runtime
+                .precompile(&wasm)
+                .map_err(|e| failed("warm-up precompile", &e))?;
+            let spec = ActionSpec {
+                entry: "main".into(),
+                ..ActionSpec::default()
+            };
+            // SAFETY: the artifact was made just above, in this process, by
+            // this very engine.
+            let loaded = unsafe { runtime.prepare_precompiled(&wasm, &artifact, spec) };
+            actions.push(loaded.map_err(|e| failed("warm-up precompiled load", &e))?);
+        }
+        for action in actions {
+            let activation =
+                Activation::new(Default::default(), std::time::Duration::from_secs(10));
+            let output = run_to_deadline(action, activation, DEADLINE_GRACE).await;
+            match output.map(|o| o.result) {
+                Some(Ok(result)) if result == b"{}" => {}
+                other => return Err(failed("warm-up run", &format!("{other:?}"))),
+            }
+        }
+        tracing::debug!(engine, "warmed up");
+    }
+    Ok(())
+}
+
 /// Bind `listener` and serve until the server is stopped.
 ///
 /// # Errors
 /// When the listener cannot be used.
-pub fn serve(state: AppState, listener: TcpListener) -> std::io::Result<Server> {
+pub fn serve(state: Data<AppState>, listener: TcpListener) -> std::io::Result<Server> {
     let workers = match state.settings.http_workers {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
@@ -212,7 +269,6 @@ pub fn serve(state: AppState, listener: TcpListener) -> std::io::Result<Server> 
     // Wait for in-flight activations up to their own limit (the deadline
     // guard answers every one by then), not actix's default of 30 s.
     let shutdown_secs = state.settings.shutdown_timeout.as_secs().max(1);
-    let state = Data::new(state);
     let server = HttpServer::new(move || {
         actix_web::App::new()
             .app_data(state.clone())
