@@ -7,6 +7,7 @@
 
 mod abi;
 mod compliance;
+mod coroutines;
 mod corpus;
 mod engines;
 mod hardening;
@@ -39,6 +40,9 @@ macro_rules! engine_suite {
 }
 
 engine_suite! {
+    coroutines: [
+        a_cpu_bound_guest_cannot_starve_the_others
+    ],
     stress: [
         a_thousand_activations_across_ten_actions
     ],
@@ -118,6 +122,16 @@ engine_suite! {
 
 /// Executor-level behaviour that no engine changes: run on the default one.
 mod executor {
+    #[test]
+    fn a_thousand_sleeping_activations_hold_no_thread_each() {
+        crate::coroutines::a_thousand_sleeping_activations_hold_no_thread_each();
+    }
+
+    #[test]
+    fn ten_thousand_sleeping_activations_fit_in_little_memory() {
+        crate::coroutines::ten_thousand_sleeping_activations_fit_in_little_memory();
+    }
+
     #[test]
     fn sigterm_waits_for_an_activation_longer_than_30_seconds() {
         crate::hardening::sigterm_waits_for_an_activation_longer_than_30_seconds("wasmtime");
