@@ -40,11 +40,19 @@ struct Cli {
     /// The native `add` binary (the process-per-activation baseline).
     #[arg(long, default_value = "target/release/native-add")]
     native_add: PathBuf,
+    /// The native `add` HTTP server on the executor's HTTP stack (the ceiling).
+    #[arg(long, default_value = "target/release/native-server")]
+    native_server: PathBuf,
 }
 
 /// How much of everything to do.
 struct Plan {
     cold_reps: usize,
+    /// Fresh executor processes per engine for the first-/init figures.
+    fresh_reps: usize,
+    /// Rounds of `wrk` over every target, and seconds per run.
+    wrk_rounds: usize,
+    wrk_secs: u64,
     warm_runs: usize,
     concurrency: Vec<usize>,
     step: Duration,
@@ -61,6 +69,9 @@ impl Plan {
         if quick {
             Self {
                 cold_reps: 20,
+                fresh_reps: 5,
+                wrk_rounds: 1,
+                wrk_secs: 2,
                 warm_runs: 2000,
                 concurrency: vec![1, 4, 16],
                 step: Duration::from_secs(2),
@@ -74,6 +85,9 @@ impl Plan {
         } else {
             Self {
                 cold_reps: 100,
+                fresh_reps: 30,
+                wrk_rounds: 5,
+                wrk_secs: 5,
                 warm_runs: 20_000,
                 concurrency: vec![1, 2, 4, 8, 16, 32],
                 step: Duration::from_secs(5),
@@ -94,6 +108,9 @@ struct Results {
     quick: bool,
     machine: String,
     cold_start: Vec<ColdRow>,
+    fresh: Vec<FreshRow>,
+    /// `None` when wrk is not installed.
+    wrk: Option<Vec<WrkRow>>,
     warm: Vec<WarmRow>,
     throughput: Vec<ThroughputRow>,
     baselines: Baselines,
@@ -112,6 +129,31 @@ struct ColdRow {
     server_init_mean_us: f64,
     first_run: Summary,
     cold_start: Summary,
+}
+
+/// The first /init (+ first /run) of a freshly started executor process.
+#[derive(Debug, Serialize)]
+struct FreshRow {
+    engine: String,
+    /// Client-side, by curl (time_total): the first /init, the first /run, both.
+    curl_init: Summary,
+    curl_run: Summary,
+    curl_cold_start: Summary,
+    /// Server-side (the executor's /init and /run histograms): first /init + first /run.
+    server_cold_start: Summary,
+    /// Server-side /init of a second, distinct action in the same process.
+    server_second_init: Summary,
+    server_first_init: Summary,
+}
+
+/// One target under `wrk -t2 -c16`, median of the rounds.
+#[derive(Debug, Serialize)]
+struct WrkRow {
+    target: String,
+    requests_per_s: f64,
+    rounds: Vec<f64>,
+    p50_us: f64,
+    p99_us: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -429,6 +471,198 @@ fn cold_start(exe: &Path, plan: &Plan) -> anyhow::Result<Vec<ColdRow>> {
     Ok(rows)
 }
 
+/// One POST by curl: its `time_total`, in microseconds.
+fn curl_post(url: &str, body_file: &Path) -> anyhow::Result<f64> {
+    let out = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code} %{time_total}"])
+        .args(["-H", "Content-Type: application/json", "--data-binary"])
+        .arg(format!("@{}", body_file.display()))
+        .arg(url)
+        .output()
+        .context("cannot run curl")?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    match text.split_once(' ') {
+        Some(("200", secs)) => Ok(secs.trim().parse::<f64>()? * 1e6),
+        _ => bail!("curl {url}: {text}"),
+    }
+}
+
+/// The first /init (a precompiled `hash` zip for the engine) and first /run
+/// of freshly started executors, by curl, as an invoker's first request to
+/// a new container; then a second /init of a distinct action in the same
+/// process, to compare the first with a later one.
+fn fresh_cold_start(exe: &Path, plan: &Plan) -> anyhow::Result<Vec<FreshRow>> {
+    let dir = tempfile::tempdir()?;
+    let run_file = dir.path().join("run.json");
+    std::fs::write(
+        &run_file,
+        run_body(json!({"input": "abc", "iterations": 1})),
+    )?;
+    let mut rows = Vec::new();
+    for engine in ENGINES {
+        let init_file = dir.path().join(format!("init-{engine}.json"));
+        std::fs::write(
+            &init_file,
+            init_body(&signed_zip(ow_test_modules::HASH, Some(engine))?, engine),
+        )?;
+        // A distinct action (other code) for the second /init.
+        let other_file = dir.path().join(format!("other-{engine}.json"));
+        std::fs::write(
+            &other_file,
+            init_body(&signed_zip(ow_test_modules::ECHO, Some(engine))?, engine),
+        )?;
+        let (mut inits, mut runs, mut totals) = (vec![], vec![], vec![]);
+        let (mut server_totals, mut firsts, mut seconds) = (vec![], vec![], vec![]);
+        for _ in 0..plan.fresh_reps {
+            let server = Server::start(exe, &["--artifact-key", KEY, "--engine", engine])?;
+            let init = curl_post(&format!("{}/a/init", server.base), &init_file)?;
+            let run = curl_post(&format!("{}/a/run", server.base), &run_file)?;
+            // WAMR has no precompiled form: its zip's action.wasm is compiled.
+            let path = if engine == "wamr" {
+                "compiled"
+            } else {
+                "precompiled"
+            };
+            let labels = format!("engine=\"{engine}\",path=\"{path}\"");
+            let first = histogram(&server.base, "ow_init_duration_seconds", &labels)?;
+            let run_hist = histogram(
+                &server.base,
+                "ow_run_duration_seconds",
+                &format!("engine=\"{engine}\",outcome=\"success\""),
+            )?;
+            curl_post(&format!("{}/b/init", server.base), &other_file)?;
+            let both = histogram(&server.base, "ow_init_duration_seconds", &labels)?;
+            let us = |secs: f64| Duration::from_secs_f64(secs);
+            inits.push(Duration::from_secs_f64(init / 1e6));
+            runs.push(Duration::from_secs_f64(run / 1e6));
+            totals.push(Duration::from_secs_f64((init + run) / 1e6));
+            server_totals.push(us(first.0 + run_hist.0));
+            firsts.push(us(first.0));
+            seconds.push(us(both.0 - first.0));
+        }
+        let row = FreshRow {
+            engine: engine.into(),
+            curl_init: summarize(&inits),
+            curl_run: summarize(&runs),
+            curl_cold_start: summarize(&totals),
+            server_cold_start: summarize(&server_totals),
+            server_first_init: summarize(&firsts),
+            server_second_init: summarize(&seconds),
+        };
+        eprintln!(
+            "fresh process {engine}: curl {:.0} us, server {:.0} us",
+            row.curl_cold_start.p50_us, row.server_cold_start.p50_us
+        );
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+fn has_wrk() -> bool {
+    Command::new("wrk")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("wrk"))
+}
+
+/// `wrk -t2 -c16` for `secs` against `url` with a POST of the `add` body:
+/// (requests/s, p50 us, p99 us).
+fn wrk(url: &str, script: &Path, secs: u64) -> anyhow::Result<(f64, f64, f64)> {
+    let out = Command::new("wrk")
+        .args(["-t2", "-c16", &format!("-d{secs}s"), "--latency", "-s"])
+        .arg(script)
+        .arg(url)
+        .output()
+        .context("cannot run wrk")?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if text.contains("Non-2xx") || text.contains("Socket errors") {
+        bail!("wrk {url}: errors\n{text}");
+    }
+    let field = |prefix: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(prefix))
+            .map(|v| v.trim().to_owned())
+            .with_context(|| format!("wrk printed no {prefix:?}:\n{text}"))
+    };
+    let micros = |v: String| -> anyhow::Result<f64> {
+        let (n, unit) = v.split_at(v.find(|c: char| c.is_alphabetic()).unwrap_or(v.len()));
+        let n: f64 = n.parse()?;
+        Ok(match unit {
+            "us" => n,
+            "ms" => n * 1e3,
+            "s" => n * 1e6,
+            _ => bail!("unknown unit in {v:?}"),
+        })
+    };
+    let rps: f64 = field("Requests/sec:")?.parse()?;
+    Ok((rps, micros(field("50%")?)?, micros(field("99%")?)?))
+}
+
+/// Throughput of `add` under `wrk -t2 -c16`, every target in each round
+/// (so that the machine's drift hits all alike): the executor on each
+/// engine, the bare native server on the same HTTP stack, and Node.js.
+fn wrk_side_by_side(exe: &Path, native: &Path, plan: &Plan) -> anyhow::Result<Option<Vec<WrkRow>>> {
+    if !has_wrk() {
+        eprintln!("wrk is not installed: no wrk figures");
+        return Ok(None);
+    }
+    let dir = tempfile::tempdir()?;
+    let script = dir.path().join("post.lua");
+    std::fs::write(
+        &script,
+        "wrk.method = \"POST\"\nwrk.body = '{\"value\":{\"param1\":1,\"param2\":2}}'\n\
+         wrk.headers[\"Content-Type\"] = \"application/json\"\n",
+    )?;
+    let mut targets: Vec<(String, Server)> = Vec::new();
+    for engine in ENGINES {
+        let server = Server::start(exe, &[])?;
+        post(
+            &agent(),
+            &format!("{}/init", server.base),
+            &init_body(ow_test_modules::ADD, engine),
+        )?;
+        targets.push((format!("executor, {engine}"), server));
+    }
+    let port = free_port()?;
+    let mut cmd = Command::new(native);
+    cmd.arg(port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    targets.push((
+        "native server, same HTTP stack (ceiling)".into(),
+        Server::spawn(cmd, port)?,
+    ));
+    if has_node() {
+        targets.push(("node (no isolation)".into(), node_server()?));
+    }
+    let mut samples: Vec<Vec<(f64, f64, f64)>> = vec![Vec::new(); targets.len()];
+    for round in 0..plan.wrk_rounds {
+        for (i, (name, server)) in targets.iter().enumerate() {
+            let url = format!("{}/run", server.base);
+            let sample = wrk(&url, &script, plan.wrk_secs)?;
+            eprintln!("wrk round {round} {name}: {:.0}/s", sample.0);
+            samples[i].push(sample);
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    Ok(Some(
+        targets
+            .iter()
+            .zip(samples)
+            .map(|((name, _), s)| WrkRow {
+                target: name.clone(),
+                rounds: s.iter().map(|x| x.0).collect(),
+                requests_per_s: median(s.iter().map(|x| x.0).collect()),
+                p50_us: median(s.iter().map(|x| x.1).collect()),
+                p99_us: median(s.iter().map(|x| x.2).collect()),
+            })
+            .collect(),
+    ))
+}
+
 /// Sequential warm /run of `add` over one keep-alive connection.
 fn warm(exe: &Path, plan: &Plan) -> anyhow::Result<Vec<WarmRow>> {
     let server = Server::start(exe, &[])?;
@@ -742,7 +976,7 @@ fn machine() -> String {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let plan = Plan::new(cli.quick);
-    for path in [&cli.executor, &cli.native_add] {
+    for path in [&cli.executor, &cli.native_add, &cli.native_server] {
         if !path.exists() {
             bail!(
                 "{} is missing: run `just bench` (it builds it)",
@@ -760,6 +994,8 @@ fn main() -> anyhow::Result<()> {
     });
     std::fs::create_dir_all(&out)?;
     let cold_start = cold_start(&cli.executor, &plan)?;
+    let fresh = fresh_cold_start(&cli.executor, &plan)?;
+    let wrk = wrk_side_by_side(&cli.executor, &cli.native_server, &plan)?;
     let warm = warm(&cli.executor, &plan)?;
     let (throughput, node_warm_run) = throughput(&cli.executor, &plan)?;
     let (native, node_cold) = processes(&cli.native_add, &plan)?;
@@ -771,6 +1007,8 @@ fn main() -> anyhow::Result<()> {
         quick: cli.quick,
         machine: machine(),
         cold_start,
+        fresh,
+        wrk,
         warm,
         throughput,
         baselines: Baselines {
@@ -844,6 +1082,47 @@ fn report(r: &Results) -> String {
                 ms(cached),
                 raw / cached,
                 cached / pre
+            ));
+        }
+    }
+    md.push_str("\n### Cold start in a fresh process: its first /init (precompiled `hash` zip) + first /run\n\n| engine | curl /init p50 ms | curl first /run p50 ms | curl both p50 ms | curl both p99 ms | server both p50 ms | server first /init p50 ms | server second /init p50 ms |\n|---|---|---|---|---|---|---|---|\n");
+    for f in &r.fresh {
+        md.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            f.engine,
+            ms(f.curl_init.p50_us),
+            ms(f.curl_run.p50_us),
+            ms(f.curl_cold_start.p50_us),
+            ms(f.curl_cold_start.p99_us),
+            ms(f.server_cold_start.p50_us),
+            ms(f.server_first_init.p50_us),
+            ms(f.server_second_init.p50_us)
+        ));
+    }
+    if let Some(rows) = &r.wrk {
+        let rps = |prefix: &str| {
+            rows.iter()
+                .find(|w| w.target.starts_with(prefix))
+                .map(|w| w.requests_per_s)
+        };
+        md.push_str("\n### Throughput of `add` under `wrk -t2 -c16` (fresh instance per activation; median of rounds, all targets in each round)\n\n| target | requests/s | vs Node.js | vs native server | p50 us | p99 us | rounds |\n|---|---|---|---|---|---|---|\n");
+        for w in rows {
+            let ratio = |base: Option<f64>| {
+                base.map_or("-".to_owned(), |b| format!("{:.2}x", w.requests_per_s / b))
+            };
+            md.push_str(&format!(
+                "| {} | {:.0} | {} | {} | {:.0} | {:.0} | {} |\n",
+                w.target,
+                w.requests_per_s,
+                ratio(rps("node")),
+                ratio(rps("native")),
+                w.p50_us,
+                w.p99_us,
+                w.rounds
+                    .iter()
+                    .map(|r| format!("{r:.0}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
     }
