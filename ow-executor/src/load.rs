@@ -62,6 +62,12 @@ impl Loader {
         }
     }
 
+    /// A loader with the same trust and no compile cache, sharing nothing
+    /// with this one: the start-up warm-up's, which must leave no trace.
+    pub fn without_cache(&self) -> Self {
+        Self::new(self.trust.clone(), None)
+    }
+
     /// Whether native code from unsigned zips is loaded.
     pub fn trusts_unsigned(&self) -> bool {
         self.trust.trust_unsigned

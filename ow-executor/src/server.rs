@@ -218,6 +218,8 @@ pub async fn warm_up(state: &Data<AppState>) -> Result<(), String> {
     use base64::Engine as _;
     let wasm = wat::parse_str(WARM_UP_WAT).map_err(|e| e.to_string())?;
     let code = base64::engine::general_purpose::STANDARD.encode(&wasm);
+    // The /init path without the compile cache: nothing is written.
+    let warm_loader = Arc::new(state.loader.without_cache());
     for (kind, runtime) in state.engines.created() {
         let engine = kind.name();
         let failed = |what: &str, e: &dyn std::fmt::Display| format!("{engine} {what}: {e}");
@@ -226,7 +228,7 @@ pub async fn warm_up(state: &Data<AppState>) -> Result<(), String> {
             "env": { ENGINE_ENV_KEY: engine },
         }}))
         .map_err(|e| failed("warm-up request", &e))?;
-        let (ready, _) = prepare(state, req)
+        let (ready, _) = prepare(state, &warm_loader, req)
             .await
             .map_err(|e| failed("warm-up /init", &e))?;
         let mut actions = vec![ready.action];
@@ -456,7 +458,7 @@ async fn init(state: Data<AppState>, id: String, body: Payload) -> Result<HttpRe
         done: false,
     };
     let result = match has_code {
-        true => prepare(&state, req).await,
+        true => prepare(&state, &state.loader, req).await,
         false => Err(ApiError::MissingCode),
     };
     pending.done = true;
@@ -485,7 +487,11 @@ async fn init(state: Data<AppState>, id: String, body: Payload) -> Result<HttpRe
     }
 }
 
-async fn prepare(state: &Data<AppState>, req: InitRequest) -> Result<(Ready, LoadPath), ApiError> {
+async fn prepare(
+    state: &Data<AppState>,
+    loader: &Arc<Loader>,
+    req: InitRequest,
+) -> Result<(Ready, LoadPath), ApiError> {
     let value = req.value.unwrap_or_default();
     let env = value.env_strings();
     let limits =
@@ -515,7 +521,7 @@ async fn prepare(state: &Data<AppState>, req: InitRequest) -> Result<(Ready, Loa
     let binary = value.binary.unwrap_or(false);
     let code = value.code.unwrap_or_default();
     let started = std::time::Instant::now();
-    let loader = Arc::clone(&state.loader);
+    let loader = Arc::clone(loader);
     let prepared = state
         .blocking(move || {
             let key = Loader::shared_key(engine, &code, binary, &spec);
