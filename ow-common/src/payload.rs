@@ -150,10 +150,11 @@ impl RunRequest {
 const MAX_DEPTH: usize = 127;
 
 /// Read JSON text as it is, refusing what a JSON parser building values
-/// would refuse: the raw reader skips nested values without a depth limit
-/// and strings without decoding their `\u` escapes, so the text is scanned
-/// once for its depth and, with a surrogate escape in it (a lone one is not
-/// Unicode), decoded once to check it.
+/// would refuse: the raw reader skips nested values without a depth limit,
+/// strings without decoding their `\u` escapes and numbers without their
+/// range, so the text is scanned once for its depth and, with a surrogate
+/// escape (a lone one is not Unicode) or a number that may not fit an `f64`
+/// (an exponent, or 300 digits) in it, decoded once to check it.
 fn checked_raw<'de, D>(deserializer: D) -> Result<Option<Box<RawValue>>, D::Error>
 where
     D: serde::Deserializer<'de>,
@@ -167,7 +168,7 @@ where
                 "the parameters nest deeper than {MAX_DEPTH} levels"
             )));
         }
-        if shape.surrogate_escape {
+        if shape.surrogate_escape || shape.big_number {
             serde_json::from_str::<Value>(raw.get()).map_err(D::Error::custom)?;
         }
     }
@@ -183,6 +184,8 @@ struct Shape {
     spaces: bool,
     /// A `\uD800`-`\uDFFF` escape in a string.
     surrogate_escape: bool,
+    /// A number with an exponent, or of 300 digits or more.
+    big_number: bool,
 }
 
 fn is_space(c: u8) -> bool {
@@ -193,6 +196,7 @@ impl Shape {
     fn of(text: &str) -> Self {
         let mut shape = Shape::default();
         let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+        let mut digits = 0usize;
         let bytes = text.as_bytes();
         for (i, &c) in bytes.iter().enumerate() {
             if in_string {
@@ -210,6 +214,9 @@ impl Shape {
                 }
                 continue;
             }
+            let after_digit = digits > 0;
+            digits = if c.is_ascii_digit() { digits + 1 } else { 0 };
+            shape.big_number |= digits >= 300 || (after_digit && matches!(c, b'e' | b'E'));
             match c {
                 b'"' => in_string = true,
                 b'[' | b'{' => {
@@ -348,6 +355,19 @@ mod tests {
         // Brackets inside strings do not count.
         let text = format!(r#"{{"value":{{"s":"{}"}}}}"#, "[".repeat(500));
         assert!(serde_json::from_str::<RunRequest>(&text).is_ok());
+    }
+
+    #[test]
+    fn params_with_a_number_out_of_range_are_refused() {
+        assert!(serde_json::from_str::<RunRequest>(r#"{"value":{"n":1e531}}"#).is_err());
+        let long = format!(r#"{{"value":{{"n":{}}}}}"#, "9".repeat(400));
+        assert!(serde_json::from_str::<RunRequest>(&long).is_err());
+        let fine: RunRequest =
+            serde_json::from_str(r#"{"value":{"n":1.5e3,"t":true,"f":false}}"#).unwrap();
+        assert_eq!(
+            &fine.into_context(None).params[..],
+            br#"{"n":1.5e3,"t":true,"f":false}"#
+        );
     }
 
     #[test]
