@@ -37,8 +37,10 @@ pub fn thread_stack_bytes(limits: &crate::Limits) -> usize {
 
 impl Pool {
     /// A pool of at most `threads` threads named `name`, each with
-    /// `stack_bytes` of native stack. One thread per core is started now
-    /// (and kept while used), so the first activations find them ready.
+    /// `stack_bytes` of native stack. Its runtime's one worker starts now;
+    /// the blocking threads start with the first activations (the
+    /// executor's start-up warm-up runs one) and stay while they are used,
+    /// a minute after the last.
     ///
     /// # Errors
     /// [`Error::Resources`] when the threads cannot be created.
@@ -52,10 +54,6 @@ impl Pool {
             .enable_all()
             .build()
             .map_err(|e| Error::Resources(format!("cannot start the {name} threads: {e}")))?;
-        let warm = std::thread::available_parallelism().map_or(2, |n| n.get());
-        for _ in 0..warm.min(threads.max(1)) {
-            drop(runtime.spawn_blocking(|| ()));
-        }
         Ok(Self {
             handle: runtime.handle().clone(),
             runtime: Some(runtime),
