@@ -208,6 +208,10 @@ impl LoadedModule {
     }
 
     /// Refuse imports WAMR cannot satisfy (it only warns at load time).
+    /// `ow_host_v1` functions, once defined, are registered as native
+    /// symbols (`wasm_runtime_register_natives`) before modules load, and
+    /// reach the activation's `Host` through the exec env's user data; see
+    /// docs/abi.md, "Reserved host imports".
     pub(crate) fn check_imports(&self) -> Result<()> {
         match self.imports().into_iter().find(|(_, _, linked)| !linked) {
             Some((module, name, _)) => Err(Error::InvalidModule(format!(

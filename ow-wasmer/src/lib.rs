@@ -248,6 +248,10 @@ impl WasmerRuntime {
         limits: Limits,
     ) -> Result<Arc<dyn PreparedAction>> {
         // Anything but WASI would fail at instantiation: say so at /init.
+        // `ow_host_v1` functions, once defined, are allowed here and added
+        // to the import object in `run_in` (wasmer `Function::new_typed_with_env`
+        // holding the activation's `Host`, reached from the pool thread with
+        // `Pool::handle().block_on`); see docs/abi.md, "Reserved host imports".
         if let Some(import) = module
             .imports()
             .find(|i| !WASI_MODULES.contains(&i.module()))
