@@ -615,13 +615,10 @@ fn wrk_side_by_side(exe: &Path, native: &Path, plan: &Plan) -> anyhow::Result<Op
     )?;
     let mut targets: Vec<(String, Server)> = Vec::new();
     for engine in ENGINES {
-        let server = Server::start(exe, &[])?;
-        post(
-            &agent(),
-            &format!("{}/init", server.base),
-            &init_body(ow_test_modules::ADD, engine),
-        )?;
-        targets.push((format!("executor, {engine}"), server));
+        targets.push((
+            format!("executor, {engine}"),
+            executor_with_add(exe, engine)?,
+        ));
     }
     let port = free_port()?;
     let mut cmd = Command::new(native);
@@ -751,16 +748,22 @@ fn has_node() -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// A fresh executor whose standard-mode action is `add` on `engine`.
+fn executor_with_add(exe: &Path, engine: &str) -> anyhow::Result<Server> {
+    let server = Server::start(exe, &[])?;
+    post(
+        &agent(),
+        &format!("{}/init", server.base),
+        &init_body(ow_test_modules::ADD, engine),
+    )?;
+    Ok(server)
+}
+
 fn throughput(exe: &Path, plan: &Plan) -> anyhow::Result<(Vec<ThroughputRow>, Option<Summary>)> {
     let body = run_body(json!({"param1": 1, "param2": 2}));
     let mut rows = Vec::new();
     for engine in &plan.throughput_engines {
-        let server = Server::start(exe, &[])?;
-        post(
-            &agent(),
-            &format!("{}/init", server.base),
-            &init_body(ow_test_modules::ADD, engine),
-        )?;
+        let server = executor_with_add(exe, engine)?;
         for &clients in &plan.concurrency {
             let (rps, latency) =
                 closed_loop(&format!("{}/run", server.base), &body, clients, plan.step);
