@@ -5,8 +5,9 @@
 
 use crate::error::{Error, Result};
 
-/// Version of the ABI described in `docs/abi.md`.
-pub const ABI_VERSION: u32 = 1;
+/// The highest version of the ABI described in `docs/abi.md` (2: the
+/// `ow_host_v1` state functions; modules that import none are version 1).
+pub const ABI_VERSION: u32 = 2;
 
 /// SDK modules export their linear memory under this name.
 pub const EXPORT_MEMORY: &str = "memory";
@@ -14,11 +15,14 @@ pub const EXPORT_MEMORY: &str = "memory";
 pub const EXPORT_ALLOC: &str = "ow_alloc";
 /// Called once per instance before anything else, when exported.
 pub const EXPORT_INITIALIZE: &str = "_initialize";
+/// A proto-function: run once at /init, after `_initialize`; activations
+/// start from the snapshot of the instance it leaves (docs/abi.md).
+pub const EXPORT_ZYGOTE: &str = "ow_zygote";
 /// The entry point of a WASI command module.
 pub const EXPORT_START: &str = "_start";
-/// Import module reserved for host calls of later ABI versions (state,
-/// chaining). Nothing is defined in it yet: a module importing from it fails
-/// /init with an unknown-import error.
+/// Import module of the host functions (ABI version 2: the state functions
+/// of [`crate::state::IMPORTS`]). A module importing anything else from it
+/// fails /init with an unknown-import error.
 pub const HOST_MODULE: &str = "ow_host_v1";
 
 /// The two kinds of action module.
@@ -37,6 +41,24 @@ impl std::fmt::Display for ActionAbi {
             ActionAbi::Command => "command",
         })
     }
+}
+
+/// Whether `wasm` exports a function named `name` (a quick scan of the
+/// export section; a module that does not parse exports nothing).
+pub fn exports_function(wasm: &[u8], name: &str) -> bool {
+    for payload in wasmparser::Parser::new(0).parse_all(wasm) {
+        match payload {
+            Ok(wasmparser::Payload::ExportSection(exports)) => {
+                return exports
+                    .into_iter()
+                    .flatten()
+                    .any(|e| e.name == name && e.kind == wasmparser::ExternalKind::Func);
+            }
+            Ok(wasmparser::Payload::CodeSectionStart { .. }) | Err(_) => return false,
+            Ok(_) => {}
+        }
+    }
+    false
 }
 
 /// Split an entry point's `i64` return value into `(ptr, len)`.

@@ -23,6 +23,8 @@ use tokio_util::sync::CancellationToken;
 pub struct Deadline {
     token: CancellationToken,
     limit: Duration,
+    /// When the limit started to run.
+    started: std::time::Instant,
 }
 
 impl Deadline {
@@ -32,7 +34,13 @@ impl Deadline {
         Self {
             token: CancellationToken::new(),
             limit,
+            started: std::time::Instant::now(),
         }
+    }
+
+    /// The time left until the limit (zero once it has passed).
+    pub fn remaining(&self) -> Duration {
+        self.limit.saturating_sub(self.started.elapsed())
     }
 
     /// The activation's time limit.

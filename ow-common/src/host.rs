@@ -6,10 +6,10 @@
 //! it links under `ow_host_v1`: wasmtime from an async host function
 //! (`Linker::func_wrap_async`, awaited on the guest's fiber, so a waiting
 //! host call holds no thread), engines that block a thread by driving the
-//! call on their own runtime (`Handle::block_on`). No host function exists
-//! yet: state and chaining add their methods here, each with an `async fn`
-//! that the engines' `ow_host_v1` imports call.
+//! call on their own runtime (`Handle::block_on`). The state functions
+//! (ABI version 2, [`crate::state`]) all reach [`Host::state`].
 
+use crate::state::{StateError, StateOp, StateResult};
 use std::fmt;
 
 /// What the executor offers one activation's guest.
@@ -17,6 +17,15 @@ use std::fmt;
 pub trait Host: Send + Sync {
     /// The namespace the activation runs in (what host calls are scoped by).
     fn namespace(&self) -> Option<&str>;
+
+    /// Answer one state operation of the guest, scoped by the namespace.
+    /// It returns by the activation's deadline at the latest (a lock wait
+    /// then gives [`StateError::LockTimeout`]). Without a state backend:
+    /// [`StateError::Unavailable`].
+    async fn state(&self, op: StateOp) -> StateResult {
+        let _ = op;
+        Err(StateError::Unavailable)
+    }
 }
 
 /// A host offering nothing: for engines' own tests and benchmarks, and for

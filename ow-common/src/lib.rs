@@ -12,6 +12,7 @@ pub mod payload;
 pub mod runtime;
 pub mod scratch;
 pub mod shared;
+pub mod state;
 
 /// For implementations of [`Host`] outside this crate.
 pub use async_trait::async_trait;

@@ -146,6 +146,30 @@ pub trait WasmRuntime: Send + Sync {
         )))
     }
 
+    /// A proto-function snapshot of `wasm` (docs/abi.md, "Proto-function
+    /// snapshots"): run `_initialize` and [`crate::abi::EXPORT_ZYGOTE`] once
+    /// with the init-time environment `env`, for at most `time_limit`, and
+    /// return a plain module whose memory and globals start where they
+    /// ended. Any engine can run the result.
+    ///
+    /// # Errors
+    /// [`crate::Error::Trap`] when the zygote fails or runs too long,
+    /// [`crate::Error::InvalidModule`] for a module that cannot be
+    /// snapshotted, [`crate::Error::Unsupported`] for engines that cannot
+    /// make snapshots (one that can makes them for all).
+    fn snapshot(
+        &self,
+        wasm: &[u8],
+        env: &[(String, String)],
+        time_limit: std::time::Duration,
+    ) -> Result<Vec<u8>> {
+        let _ = (wasm, env, time_limit);
+        Err(crate::Error::Unsupported(format!(
+            "{} has no precompiled form",
+            self.name()
+        )))
+    }
+
     /// Like [`WasmRuntime::prepare`], from an artifact of
     /// [`WasmRuntime::precompile`] instead of compiling `wasm` (which is still
     /// given, for the checks that read the module itself).
