@@ -1,0 +1,411 @@
+//! The distributed tier: Redis, shared by every executor configured with
+//! the same server.
+//!
+//! Each operation is one Redis command or one Lua script (Redis runs a
+//! script atomically), so every operation on a key is atomic and
+//! linearizable across executors. A write is acknowledged to the guest
+//! only after Redis acknowledged it. Every call is bounded by the operation
+//! timeout: an unreachable or stalled server gives `-3`, never a hang.
+//!
+//! Locks are leases: `SET lock token NX PX lease`, renewed every third of
+//! the lease while the activation holds them, released with a
+//! compare-and-delete when it unlocks or ends; a lock of an executor that
+//! died expires with its lease.
+
+use crate::{get_reply, range_reply};
+use ow_common::state::{StateError, StateOp, StateReply, StateResult};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Script, cmd};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+/// How to reach Redis and how long to wait for it.
+#[derive(Debug, Clone)]
+pub struct RedisOptions {
+    /// `redis://host:port/db` (Redis's own URL syntax).
+    pub url: String,
+    /// The longest one operation may take before it answers `-3`.
+    pub op_timeout: Duration,
+    /// A lock's lease: how long it outlives an executor that died holding it.
+    pub lock_lease: Duration,
+}
+
+impl RedisOptions {
+    /// Defaults: 2 s per operation, 10 s leases.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            op_timeout: Duration::from_secs(2),
+            lock_lease: Duration::from_secs(10),
+        }
+    }
+}
+
+pub(crate) struct RedisTier {
+    conn: ConnectionManager,
+    options: RedisOptions,
+    /// Runs the connection's driver and the lease renewals, whatever
+    /// runtime the callers use (actix workers, engine pools).
+    runtime: Option<tokio::runtime::Runtime>,
+    handle: tokio::runtime::Handle,
+    /// Tells this process's lock tokens from every other's.
+    owner: String,
+    tokens: AtomicU64,
+    scripts: Scripts,
+}
+
+struct Scripts {
+    append: Script,
+    get_range: Script,
+    add: Script,
+    renew: Script,
+    release: Script,
+    unlock: Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        Self {
+            // The size check and the append, atomically.
+            append: Script::new(
+                "local n = redis.call('STRLEN', KEYS[1]) \
+                 if n + string.len(ARGV[1]) > tonumber(ARGV[2]) then return -2 end \
+                 return redis.call('APPEND', KEYS[1], ARGV[1])",
+            ),
+            // GETRANGE cannot tell an absent key from an empty one.
+            get_range: Script::new(
+                "if redis.call('EXISTS', KEYS[1]) == 0 then return false end \
+                 if ARGV[3] == '0' then return '' end \
+                 return redis.call('GETRANGE', KEYS[1], ARGV[1], ARGV[2])",
+            ),
+            // A 64-bit little-endian counter in two 32-bit halves: Lua 5.1's
+            // numbers are doubles, exact only to 2^53.
+            add: Script::new(
+                "local v = redis.call('GET', KEYS[1]) \
+                 local lo, hi = 0, 0 \
+                 if v then lo, hi = struct.unpack('<I4I4', string.sub(v .. string.rep('\\0', 8), 1, 8)) end \
+                 lo = lo + tonumber(ARGV[1]) \
+                 local carry = math.floor(lo / 4294967296) \
+                 lo = lo - carry * 4294967296 \
+                 hi = (hi + tonumber(ARGV[2]) + carry) % 4294967296 \
+                 redis.call('SET', KEYS[1], struct.pack('<I4I4', lo, hi)) \
+                 return {lo, hi}",
+            ),
+            // Every lock of a session at once: KEYS the locks, ARGV their
+            // tokens then the lease.
+            renew: Script::new(
+                "local lease = ARGV[#ARGV] \
+                 for i = 1, #KEYS do \
+                 if redis.call('GET', KEYS[i]) == ARGV[i] then redis.call('PEXPIRE', KEYS[i], lease) end \
+                 end return 0",
+            ),
+            release: Script::new(
+                "for i = 1, #KEYS do \
+                 if redis.call('GET', KEYS[i]) == ARGV[i] then redis.call('DEL', KEYS[i]) end \
+                 end return 0",
+            ),
+            unlock: Script::new(
+                "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+                 return redis.call('DEL', KEYS[1]) else return 0 end",
+            ),
+        }
+    }
+}
+
+impl Drop for RedisTier {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks, which an async caller may not do.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Any Redis failure is, to the guest, an unavailable backend.
+fn unavailable(e: redis::RedisError) -> StateError {
+    tracing::debug!(error = %e, "redis state operation failed");
+    StateError::Unavailable
+}
+
+impl RedisTier {
+    pub(crate) async fn connect(options: RedisOptions) -> Result<Self, String> {
+        let client = redis::Client::open(options.url.as_str())
+            .map_err(|e| format!("invalid Redis URL {}: {e}", options.url))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("ow-state")
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the state runtime: {e}"))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(options.op_timeout))
+            .set_response_timeout(Some(options.op_timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let url = options.url.clone();
+        let connected = match runtime
+            .spawn(async move { client.get_connection_manager_with_config(config).await })
+            .await
+        {
+            Ok(connected) => connected.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let conn = match connected {
+            Ok(conn) => conn,
+            Err(reason) => {
+                // Dropping a runtime blocks, which the async caller may not.
+                runtime.shutdown_background();
+                return Err(format!("cannot connect to Redis at {url}: {reason}"));
+            }
+        };
+        let handle = runtime.handle().clone();
+        let owner = format!(
+            "{}.{}",
+            std::process::id(),
+            std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), 0u8)
+        );
+        Ok(Self {
+            conn,
+            options,
+            runtime: Some(runtime),
+            handle,
+            owner,
+            tokens: AtomicU64::new(0),
+            scripts: Scripts::new(),
+        })
+    }
+
+    /// `fut` under the operation timeout.
+    async fn bounded<T>(
+        &self,
+        fut: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, StateError> {
+        match tokio::time::timeout(self.options.op_timeout, fut).await {
+            Ok(result) => result.map_err(unavailable),
+            Err(_) => {
+                tracing::debug!("redis state operation timed out");
+                Err(StateError::Unavailable)
+            }
+        }
+    }
+
+    pub(crate) async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StateError> {
+        let mut conn = self.conn.clone();
+        self.bounded(cmd("GET").arg(key).query_async(&mut conn))
+            .await
+    }
+
+    pub(crate) async fn set(&self, key: &str, value: Vec<u8>) -> Result<(), StateError> {
+        let mut conn = self.conn.clone();
+        self.bounded(cmd("SET").arg(key).arg(value).query_async::<()>(&mut conn))
+            .await
+    }
+
+    pub(crate) async fn delete(&self, key: &str) -> Result<bool, StateError> {
+        let mut conn = self.conn.clone();
+        let n: i64 = self
+            .bounded(cmd("DEL").arg(key).query_async(&mut conn))
+            .await?;
+        Ok(n > 0)
+    }
+
+    /// A data operation on `key` (already scoped); locks are the session's.
+    pub(crate) async fn answer(&self, key: &str, op: StateOp, max: usize) -> StateResult {
+        let mut conn = self.conn.clone();
+        let s = &self.scripts;
+        match op {
+            StateOp::Get { cap, .. } => match self.get(key).await? {
+                Some(v) => Ok(get_reply(&v, cap as usize)),
+                None => Err(StateError::Absent),
+            },
+            StateOp::Set { value, .. } => {
+                self.set(key, value).await?;
+                Ok(StateReply::value(0))
+            }
+            StateOp::Append { value, .. } => {
+                let mut call = s.append.key(key);
+                call.arg(value).arg(max);
+                match self.bounded(call.invoke_async::<i64>(&mut conn)).await? {
+                    -2 => Err(StateError::TooLarge),
+                    n => Ok(StateReply::value(n)),
+                }
+            }
+            StateOp::Delete { .. } => match self.delete(key).await? {
+                true => Ok(StateReply::value(0)),
+                false => Err(StateError::Absent),
+            },
+            StateOp::GetRange { offset, len, .. } => {
+                // Redis offsets are signed: past i64::MAX there is nothing.
+                let start = offset.min(i64::MAX as u64);
+                let end = start.saturating_add(u64::from(len).saturating_sub(1));
+                let end = end.min(i64::MAX as u64);
+                let mut call = s.get_range.key(key);
+                call.arg(start).arg(end).arg(len);
+                let bytes: Option<Vec<u8>> = self.bounded(call.invoke_async(&mut conn)).await?;
+                // The bytes are already the range: take them whole.
+                bytes
+                    .map(|b| range_reply(&b, 0, len))
+                    .ok_or(StateError::Absent)
+            }
+            StateOp::SetRange { offset, value, .. } => {
+                // The session checked offset + len against the limit.
+                let set = cmd("SETRANGE").arg(key).arg(offset).arg(value).clone();
+                self.bounded(set.query_async::<i64>(&mut conn)).await?;
+                Ok(StateReply::value(0))
+            }
+            StateOp::Add { delta, .. } => {
+                let delta = delta as u64;
+                let mut call = s.add.key(key);
+                call.arg(delta & 0xffff_ffff).arg(delta >> 32);
+                let (lo, hi): (u64, u64) = self.bounded(call.invoke_async(&mut conn)).await?;
+                let new = ((hi << 32) | (lo & 0xffff_ffff)) as i64;
+                Ok(StateReply::value(new))
+            }
+            StateOp::Lock { .. } | StateOp::Unlock { .. } => Err(StateError::Unavailable),
+        }
+    }
+
+    fn token(&self) -> String {
+        format!(
+            "{}.{}",
+            self.owner,
+            self.tokens.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    fn lease_ms(&self) -> u64 {
+        (self.options.lock_lease.as_millis() as u64).max(1)
+    }
+}
+
+/// The Redis locks one activation holds, by lock key, with their tokens.
+/// Renewed while held; released when unlocked or when this is dropped.
+pub(crate) struct Held {
+    tier: Arc<RedisTier>,
+    tokens: Arc<Mutex<HashMap<String, String>>>,
+    renewer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Held {
+    pub(crate) fn new(tier: &Arc<RedisTier>) -> Self {
+        Self {
+            tier: Arc::clone(tier),
+            tokens: Arc::default(),
+            renewer: Mutex::new(None),
+        }
+    }
+
+    /// Wait for the lock (the session bounds the wait by the deadline):
+    /// `SET NX` until it succeeds, backing off from 1 ms to 20 ms.
+    pub(crate) async fn lock(&self, key: String, _: &ow_common::Deadline) -> StateResult {
+        if lock(&self.tokens).contains_key(&key) {
+            return Ok(StateReply::value(0));
+        }
+        let tier = &self.tier;
+        let token = tier.token();
+        let mut pause = Duration::from_millis(1);
+        loop {
+            let mut conn = tier.conn.clone();
+            let set = cmd("SET")
+                .arg(&key)
+                .arg(&token)
+                .arg("NX")
+                .arg("PX")
+                .arg(tier.lease_ms())
+                .clone();
+            let taken: Option<String> = tier.bounded(set.query_async(&mut conn)).await?;
+            if taken.is_some() {
+                lock(&self.tokens).insert(key, token);
+                self.renew_while_held();
+                return Ok(StateReply::value(0));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
+    }
+
+    pub(crate) async fn unlock(&self, key: &str) -> StateResult {
+        let token = lock(&self.tokens).remove(key);
+        let Some(token) = token else {
+            return Err(StateError::Absent);
+        };
+        let tier = &self.tier;
+        let mut conn = tier.conn.clone();
+        let mut call = tier.scripts.unlock.key(key);
+        call.arg(token);
+        match tier.bounded(call.invoke_async::<i64>(&mut conn)).await? {
+            // The lease ran out (Redis unreachable for a whole lease) and
+            // the lock is someone else's now, or nobody's.
+            0 => Err(StateError::Absent),
+            _ => Ok(StateReply::value(0)),
+        }
+    }
+
+    /// Start the renewals, once.
+    fn renew_while_held(&self) {
+        let mut renewer = lock(&self.renewer);
+        if renewer.is_some() {
+            return;
+        }
+        let tokens: Weak<Mutex<HashMap<String, String>>> = Arc::downgrade(&self.tokens);
+        let tier = Arc::clone(&self.tier);
+        let every = tier.options.lock_lease / 3;
+        *renewer = Some(self.tier.handle.spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(tokens) = tokens.upgrade() else {
+                    return;
+                };
+                let held: Vec<(String, String)> = lock(&tokens)
+                    .iter()
+                    .map(|(k, t)| (k.clone(), t.clone()))
+                    .collect();
+                drop(tokens);
+                if held.is_empty() {
+                    continue;
+                }
+                // One script call (EVALSHA, loaded again after a Redis
+                // restart), not a pipeline of them.
+                let mut call = tier.scripts.renew.prepare_invoke();
+                for (key, token) in &held {
+                    call.key(key).arg(token);
+                }
+                call.arg(tier.lease_ms());
+                let mut conn = tier.conn.clone();
+                if let Err(e) = tier.bounded(call.invoke_async::<()>(&mut conn)).await {
+                    tracing::warn!(error = %e, locks = held.len(), "cannot renew state locks");
+                }
+            }
+        }));
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(renewer) = lock(&self.renewer).take() {
+            renewer.abort();
+        }
+        let held = std::mem::take(&mut *lock(&self.tokens));
+        if held.is_empty() {
+            return;
+        }
+        let tier = Arc::clone(&self.tier);
+        self.tier.handle.spawn(async move {
+            let mut call = tier.scripts.release.prepare_invoke();
+            for (key, token) in &held {
+                call.key(key).arg(token);
+            }
+            let mut conn = tier.conn.clone();
+            if let Err(e) = tier.bounded(call.invoke_async::<()>(&mut conn)).await {
+                // Their leases end them.
+                tracing::warn!(error = %e, locks = held.len(), "cannot release state locks");
+            }
+        });
+    }
+}
