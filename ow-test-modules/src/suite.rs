@@ -382,21 +382,32 @@ pub fn stack_limit_bounds_recursion(make: MakeRuntime) {
     assert_eq!(run(32 << 20).result.unwrap(), json!({}));
 }
 
+/// `ow_host_v1` functions of the wrong type, and names it does not define,
+/// fail at prepare (/init), never at run time.
 pub fn reserved_host_imports_fail_at_prepare(make: MakeRuntime) {
     let rt = make(Limits::default());
-    let wasm = wat::parse_str(
-        r#"(module (import "ow_host_v1" "state_get" (func))
-             (memory (export "memory") 1) (func (export "_start")))"#,
-    )
-    .unwrap();
-    let err = rt
-        .prepare(&wasm, spec("main"))
-        .err()
-        .expect("must fail at prepare");
-    assert!(
-        matches!(&err, Error::InvalidModule(m) if m.contains("state_get")),
-        "{err:?}"
-    );
+    for import in [
+        r#"(import "ow_host_v1" "state_get" (func))"#,
+        r#"(import "ow_host_v1" "state_teleport" (func (param i32 i32) (result i32)))"#,
+    ] {
+        let wasm = wat::parse_str(format!(
+            r#"(module {import} (memory (export "memory") 1) (func (export "_start")))"#
+        ))
+        .unwrap();
+        let err = rt
+            .prepare(&wasm, spec("main"))
+            .err()
+            .expect("must fail at prepare");
+        let name = if import.contains("state_get") {
+            "state_get"
+        } else {
+            "state_teleport"
+        };
+        assert!(
+            matches!(&err, Error::InvalidModule(m) if m.contains(name)),
+            "{err:?}"
+        );
+    }
 }
 
 /// Run every test of this suite on one engine.

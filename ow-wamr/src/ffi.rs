@@ -13,6 +13,7 @@ use crate::stdio::Watch;
 use ow_common::Error;
 use ow_common::Result;
 use ow_common::abi::{ExportKind, ValKind};
+use ow_common::state;
 use std::ffi::{CStr, CString, c_char, c_int};
 use std::marker::PhantomData;
 use std::os::fd::RawFd;
@@ -83,6 +84,9 @@ impl Wamr {
                 };
                 if !sys::wasm_runtime_full_init(&mut args) {
                     return Err("WAMR's runtime failed to initialise".to_owned());
+                }
+                if !register_host_functions() {
+                    return Err("WAMR refused the ow_host_v1 functions".to_owned());
                 }
                 let (mut major, mut minor, mut patch) = (0, 0, 0);
                 sys::wasm_runtime_get_version(&mut major, &mut minor, &mut patch);
@@ -208,10 +212,9 @@ impl LoadedModule {
     }
 
     /// Refuse imports WAMR cannot satisfy (it only warns at load time).
-    /// `ow_host_v1` functions, once defined, are registered as native
-    /// symbols (`wasm_runtime_register_natives`) before modules load, and
-    /// reach the activation's `Host` through the exec env's user data; see
-    /// docs/abi.md, "Reserved host imports".
+    /// The `ow_host_v1` state functions are registered as native symbols
+    /// ([`register_host_functions`]) before any module loads: WAMR links
+    /// them when their signature matches.
     pub(crate) fn check_imports(&self) -> Result<()> {
         match self.imports().into_iter().find(|(_, _, linked)| !linked) {
             Some((module, name, _)) => Err(Error::InvalidModule(format!(
@@ -272,6 +275,191 @@ fn val_kind(kind: sys::wasm_valkind_t) -> ValKind {
     }
 }
 
+/// The import marker of a host function's ABI error in WAMR's exception
+/// text: [`Instance::call`] turns it back into [`Error::Abi`].
+const ABI_EXCEPTION: &str = "ow_host_v1 ABI: ";
+
+/// Register the `ow_host_v1` state functions, once, before any module
+/// loads. Each is the one raw trampoline [`state_native`], told apart by
+/// its attachment (the index in [`state::IMPORTS`]).
+fn register_host_functions() -> bool {
+    let ty = |t: &state::Ty| match t {
+        state::Ty::I32 => 'i',
+        state::Ty::I64 => 'I',
+    };
+    let symbols: Vec<sys::NativeSymbol> = state::IMPORTS
+        .iter()
+        .enumerate()
+        .map(|(id, import)| {
+            let params: String = import.params.iter().map(ty).collect();
+            let signature = format!("({params}){}", ty(&import.result));
+            // Leaked: WAMR keeps the pointers for the process's lifetime.
+            let leak =
+                |s: String| CString::new(s).map_or(std::ptr::null(), |c| c.into_raw().cast_const());
+            sys::NativeSymbol {
+                symbol: leak(import.name.to_owned()),
+                func_ptr: state_native as *mut std::ffi::c_void,
+                signature: leak(signature),
+                attachment: id as *mut std::ffi::c_void,
+            }
+        })
+        .collect();
+    let symbols: &'static mut [sys::NativeSymbol] = Box::leak(symbols.into_boxed_slice());
+    let module = Box::leak(Box::new(
+        CString::new(ow_common::abi::HOST_MODULE).unwrap_or_default(),
+    ));
+    // SAFETY: the names, signatures and the array are leaked, so they live
+    // as long as WAMR keeps them (for the process); WAMR's raw API calls
+    // `state_native` with the exec env and one 64-bit cell per parameter
+    // (results written back to the first cell), as its signature says.
+    unsafe {
+        sys::wasm_runtime_register_natives_raw(
+            module.as_ptr(),
+            symbols.as_mut_ptr(),
+            symbols.len() as u32,
+        )
+    }
+}
+
+/// What a host function of one instance reaches through its exec env's
+/// user data. Owned by the [`Instance`], boxed so its address is stable.
+pub(crate) struct HostCtx {
+    pub(crate) host: Arc<dyn ow_common::Host>,
+    /// The pool's runtime: a host call waits for the host on it, holding
+    /// this (pool) thread.
+    pub(crate) handle: tokio::runtime::Handle,
+}
+
+/// The size of `inst`'s default memory in bytes.
+///
+/// # Safety
+/// `inst` is a live instance.
+unsafe fn memory_size_of(inst: sys::wasm_module_inst_t) -> usize {
+    // SAFETY: the caller's; the memory belongs to the instance.
+    unsafe {
+        let memory = sys::wasm_runtime_get_default_memory(inst);
+        if memory.is_null() {
+            return 0;
+        }
+        (sys::wasm_memory_get_cur_page_count(memory) * sys::wasm_memory_get_bytes_per_page(memory))
+            as usize
+    }
+}
+
+/// The guest bytes `[offset, offset + len)` of `inst`'s memory, checked
+/// against its current size.
+///
+/// # Safety
+/// `inst` is a live instance and no guest code runs while the slice lives.
+unsafe fn guest_bytes<'a>(
+    inst: sys::wasm_module_inst_t,
+    offset: u32,
+    len: u32,
+) -> Result<&'a mut [u8]> {
+    // SAFETY: the caller's.
+    let size = unsafe { memory_size_of(inst) };
+    let range = ow_common::abi::guest_range(offset, len, size, "a state argument")?;
+    if range.is_empty() {
+        return Ok(&mut []);
+    }
+    // SAFETY: the range lies inside the default memory (checked above
+    // against its current size), which does not move while no guest code
+    // runs; WAMR checks the address again.
+    let ptr = unsafe { sys::wasm_runtime_addr_app_to_native(inst, u64::from(offset)) };
+    if ptr.is_null() {
+        return Err(Error::Abi(format!(
+            "{len} bytes at {offset:#x} lie outside the module's memory"
+        )));
+    }
+    // SAFETY: `len` bytes from `ptr` are the checked range.
+    Ok(unsafe { std::slice::from_raw_parts_mut(ptr.cast::<u8>(), range.len()) })
+}
+
+/// The raw trampoline of every `ow_host_v1` state function: decode the
+/// cells, wait for the host context, deliver the answer. An ABI error
+/// becomes the instance's exception (the guest traps).
+///
+/// # Safety
+/// Called by WAMR only, on the instance's thread, with `args` holding one
+/// cell per parameter of the registered signature (and room for the result
+/// in the first).
+unsafe extern "C" fn state_native(exec_env: sys::wasm_exec_env_t, args: *mut u64) {
+    // No panic may unwind into C.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: the contract of this function.
+        unsafe { state_call(exec_env, args) }
+    }));
+    let message = match outcome {
+        Ok(Ok(())) => return,
+        Ok(Err(Error::Abi(detail))) => format!("{ABI_EXCEPTION}{detail}"),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "a host function panicked".to_owned(),
+    };
+    let message = CString::new(message).unwrap_or_default();
+    // SAFETY: the exec env is live (we are called from it), so is its
+    // instance; WAMR copies the message. The watch lock is taken by the
+    // caller of `Instance::call`'s readers; setting the exception here
+    // happens on the instance's own thread, before `call` returns.
+    unsafe {
+        let inst = sys::wasm_runtime_get_module_inst(exec_env);
+        sys::wasm_runtime_set_exception(inst, message.as_ptr());
+    }
+}
+
+/// [`state_native`]'s work.
+///
+/// # Safety
+/// As [`state_native`].
+unsafe fn state_call(exec_env: sys::wasm_exec_env_t, args: *mut u64) -> Result<()> {
+    // SAFETY: WAMR's exec env of a live instance; the attachment is the
+    // index given at registration; the user data is null or the instance's
+    // boxed `HostCtx`, which lives as long as the instance.
+    let (inst, id, ctx) = unsafe {
+        (
+            sys::wasm_runtime_get_module_inst(exec_env),
+            sys::wasm_runtime_get_function_attachment(exec_env) as usize,
+            sys::wasm_runtime_get_user_data(exec_env)
+                .cast::<HostCtx>()
+                .as_ref(),
+        )
+    };
+    let ctx = ctx.ok_or_else(|| Error::Abi("no host context for this instance".into()))?;
+    let import = state::IMPORTS
+        .get(id)
+        .ok_or_else(|| Error::Abi(format!("no ow_host_v1 function number {id}")))?;
+    // SAFETY: WAMR passes one cell per parameter of the registered signature.
+    let cells = unsafe { std::slice::from_raw_parts_mut(args, import.params.len().max(1)) };
+    let values: Vec<i64> = import
+        .params
+        .iter()
+        .zip(cells.iter())
+        .map(|(ty, cell)| match ty {
+            state::Ty::I32 => i64::from(*cell as u32 as i32),
+            state::Ty::I64 => *cell as i64,
+        })
+        .collect();
+    // SAFETY: a live instance.
+    let size = unsafe { memory_size_of(inst) };
+    let (op, delivery) = state::decode(id, &values, size, &mut |ptr, len| {
+        // SAFETY: a live instance; no guest code runs during the copy.
+        Ok(unsafe { guest_bytes(inst, ptr, len) }?.to_vec())
+    })?;
+    let result = ctx.handle.block_on(ctx.host.state(op));
+    let ty = delivery.result_type();
+    let ret = delivery.finish(result, &mut |ptr, bytes| {
+        // SAFETY: a live instance; no guest code runs during the copy. The
+        // memory cannot have shrunk since the range was checked.
+        let dst = unsafe { guest_bytes(inst, ptr, bytes.len() as u32) }?;
+        dst.copy_from_slice(bytes);
+        Ok(())
+    })?;
+    cells[0] = match ty {
+        state::Ty::I32 => u64::from(ret as i32 as u32),
+        state::Ty::I64 => ret as u64,
+    };
+    Ok(())
+}
+
 /// What one instance gets.
 pub(crate) struct InstanceSettings<'a> {
     pub(crate) argv0: &'a str,
@@ -284,6 +472,8 @@ pub(crate) struct InstanceSettings<'a> {
     pub(crate) stdio: [RawFd; 3],
     /// A host directory to preopen at [`ow_common::SCRATCH_GUEST_DIR`].
     pub(crate) scratch: Option<&'a Path>,
+    /// What the instance's `ow_host_v1` functions reach.
+    pub(crate) host: HostCtx,
 }
 
 /// One instance, on the thread that created it (it is neither Send nor Sync).
@@ -291,6 +481,8 @@ pub(crate) struct Instance<'m> {
     inst: sys::wasm_module_inst_t,
     exec_env: sys::wasm_exec_env_t,
     watch: Arc<Watch>,
+    /// The exec env's user data points here; dropped after the instance.
+    _host: Box<HostCtx>,
     _module: PhantomData<&'m LoadedModule>,
 }
 
@@ -299,7 +491,7 @@ impl<'m> Instance<'m> {
     /// Runs the start function and, for WASI modules, `_initialize`.
     pub(crate) fn new(
         module: &'m LoadedModule,
-        settings: &InstanceSettings,
+        settings: InstanceSettings,
         watch: Arc<Watch>,
     ) -> Result<Self> {
         let env: Vec<CString> = settings
@@ -382,9 +574,17 @@ impl<'m> Instance<'m> {
             exec_env,
             watch,
             _module: PhantomData,
+            _host: Box::new(settings.host),
         };
         if exec_env.is_null() {
             return Err(Error::Resources("cannot create a WAMR exec env".into()));
+        }
+        // SAFETY: a live exec env; the box outlives the instance (a field of
+        // it, dropped after `Drop::drop` deinstantiates), and is only read
+        // through this pointer (`state_call`).
+        unsafe {
+            let host: *const HostCtx = &*instance._host;
+            sys::wasm_runtime_set_user_data(exec_env, host.cast_mut().cast());
         }
         *instance
             .watch
@@ -450,6 +650,12 @@ impl<'m> Instance<'m> {
             // SAFETY: a live instance; the string is copied at once.
             unsafe { c_string(sys::wasm_runtime_get_exception(self.inst)) }
         };
+        if let Some(detail) = exception
+            .strip_prefix("Exception: ")
+            .and_then(|e| e.strip_prefix(ABI_EXCEPTION))
+        {
+            return Err(Error::Abi(detail.to_owned()));
+        }
         if exception == "Exception: wasi proc exit" {
             // SAFETY: a live instance.
             let code = unsafe { sys::wasm_runtime_get_wasi_exit_code(self.inst) };

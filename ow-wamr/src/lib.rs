@@ -197,11 +197,15 @@ impl WamrAction {
                 stack_bytes: self.limits.max_stack_bytes,
                 stdio: io.guest_fds(),
                 scratch,
+                host: ffi::HostCtx {
+                    host: Arc::clone(&activation.host),
+                    handle: self.pool.handle().clone(),
+                },
             };
             // Instantiation runs no guest code (see `deferred`): the start
             // function and `_initialize` run here, where the deadline can
             // terminate them.
-            let mut instance = ffi::Instance::new(&self.module, &settings, io.watch())?;
+            let mut instance = ffi::Instance::new(&self.module, settings, io.watch())?;
             for func in [&self.start, &self.initialize].into_iter().flatten() {
                 instance.call(func, &[])?;
             }

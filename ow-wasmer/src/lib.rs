@@ -9,9 +9,10 @@ use logfile::LogFile;
 use ow_common::abi::{self, ActionAbi, ExportKind, SdkInstance, ValKind};
 use ow_common::blocking::Pool;
 use ow_common::shared::{ContentKey, SharedModules, content_key};
+use ow_common::state;
 use ow_common::{
-    ActionSpec, Activation, ActivationContext, ActivationOutput, BoxFuture, Deadline, Error,
-    Limits, PreparedAction, Result, SCRATCH_GUEST_DIR, WasmRuntime,
+    ActionSpec, Activation, ActivationOutput, BoxFuture, Deadline, Error, Host, Limits,
+    PreparedAction, Result, SCRATCH_GUEST_DIR, WasmRuntime,
 };
 use std::hash::Hash as _;
 use std::io::Write as _;
@@ -21,7 +22,8 @@ use stopper::Stopper;
 use wasmer::sys::vm::VMConfig;
 use wasmer::sys::{BaseTunables, Cranelift, NativeEngineExt};
 use wasmer::{
-    Engine, ExternType, Instance, Memory, Module, Pages, RuntimeError, Store, Type, TypedFunction,
+    Engine, ExternType, Function, FunctionEnv, FunctionEnvMut, FunctionType, Instance, Memory,
+    Module, Pages, RuntimeError, Store, Type, TypedFunction, Value,
 };
 use wasmer_wasix::runtime::task_manager::tokio::TokioTaskManager;
 use wasmer_wasix::{
@@ -247,25 +249,35 @@ impl WasmerRuntime {
         spec: ActionSpec,
         limits: Limits,
     ) -> Result<Arc<dyn PreparedAction>> {
-        // Anything but WASI would fail at instantiation: say so at /init.
-        // `ow_host_v1` functions, once defined, are allowed here and added
-        // to the import object in `run_in` (wasmer `Function::new_typed_with_env`
-        // holding the activation's `Host`, reached from the pool thread with
-        // `Pool::handle().block_on`); see docs/abi.md, "Reserved host imports".
-        if let Some(import) = module
-            .imports()
-            .find(|i| !WASI_MODULES.contains(&i.module()))
-        {
-            return Err(Error::InvalidModule(format!(
-                "unknown import: `{}::{}` has not been defined",
-                import.module(),
-                import.name()
-            )));
+        // Anything but WASI and the `ow_host_v1` state functions would fail
+        // at instantiation: say so at /init.
+        let mut host_imports = Vec::new();
+        for import in module.imports() {
+            if WASI_MODULES.contains(&import.module()) {
+                continue;
+            }
+            let unknown = || {
+                Error::InvalidModule(format!(
+                    "unknown import: `{}::{}` has not been defined",
+                    import.module(),
+                    import.name()
+                ))
+            };
+            if import.module() != abi::HOST_MODULE {
+                return Err(unknown());
+            }
+            let ExternType::Function(f) = import.ty() else {
+                return Err(unknown());
+            };
+            let params: Vec<ValKind> = f.params().iter().map(val_kind).collect();
+            let results: Vec<ValKind> = f.results().iter().map(val_kind).collect();
+            host_imports.push(state::check_import(import.name(), &params, &results)?);
         }
         let abi = abi::classify(&|name| export_kind(&module, name), &spec.entry)?;
-        let uses_wasi = module.imports().next().is_some();
+        let uses_wasi = module.imports().any(|i| WASI_MODULES.contains(&i.module()));
         let has_initialize = export_kind(&module, abi::EXPORT_INITIALIZE).is_some();
         Ok(Arc::new(WasmerAction {
+            host_imports,
             uses_wasi,
             has_initialize,
             argv0: spec.name.clone().unwrap_or_else(|| "action".to_owned()),
@@ -304,6 +316,8 @@ fn export_kind(module: &Module, name: &str) -> Option<ExportKind> {
 
 /// An action compiled at /init.
 struct WasmerAction {
+    /// The `ow_host_v1` state functions the module imports.
+    host_imports: Vec<state::ImportId>,
     module: Arc<Module>,
     abi: ActionAbi,
     uses_wasi: bool,
@@ -339,13 +353,13 @@ impl WasmerAction {
     /// One activation on this (pool) thread.
     fn run_blocking(&self, activation: &Activation, stopper: &Stopper) -> ActivationOutput {
         let _entered = self.pool.handle().enter();
-        let Activation { ctx, deadline, .. } = activation;
+        let deadline = &activation.deadline;
         let stdout = LogFile::new(self.limits.max_log_bytes);
         let stderr = LogFile::new(self.limits.max_log_bytes);
         // A Store is not Send: it lives and dies on this thread.
         let mut store = Store::new(self.engine.clone());
         stopper.watch(store.interrupter());
-        let raw = self.run_in(&mut store, stopper, ctx, &stdout, &stderr);
+        let raw = self.run_in(&mut store, stopper, activation, &stdout, &stderr);
         stopper.clear();
         drop(store);
         let raw = raw.map_err(|e| timed_out(e, deadline));
@@ -365,10 +379,19 @@ impl WasmerAction {
         &self,
         store: &mut Store,
         stopper: &Stopper,
-        ctx: &ActivationContext,
+        activation: &Activation,
         stdout: &LogFile,
         stderr: &LogFile,
     ) -> Result<Vec<u8>> {
+        let ctx = &activation.ctx;
+        let host_env = FunctionEnv::new(
+            &mut *store,
+            HostEnv {
+                memory: None,
+                host: Arc::clone(&activation.host),
+                handle: self.pool.handle().clone(),
+            },
+        );
         // Keeps the WASI state alive for the whole call.
         let mut _wasi_env = None;
         let instance = if self.uses_wasi {
@@ -404,11 +427,17 @@ impl WasmerAction {
             // from its start function on, `_initialize` included.
             let mut wasi_env = builder.finalize(&mut *store).map_err(wasi_error)?;
             stopper.also_kill(wasi_env.data(&*store).process.clone());
-            let imports = wasi_env
+            let mut imports = wasi_env
                 .import_object(&mut *store, &self.module)
                 .map_err(|e| Error::InvalidModule(e.to_string()))?;
+            self.define_host_functions(&mut imports, store, &host_env);
             let instance = Instance::new(&mut *store, &self.module, &imports)
                 .map_err(|e| Error::Trap(e.to_string()))?;
+            host_env.as_mut(&mut *store).memory = instance
+                .exports
+                .get_memory(abi::EXPORT_MEMORY)
+                .ok()
+                .cloned();
             wasi_env
                 .initialize(&mut *store, instance.clone())
                 .map_err(export_error)?;
@@ -418,8 +447,15 @@ impl WasmerAction {
             }
             instance
         } else {
-            let instance = Instance::new(&mut *store, &self.module, &wasmer::imports! {})
+            let mut imports = wasmer::imports! {};
+            self.define_host_functions(&mut imports, store, &host_env);
+            let instance = Instance::new(&mut *store, &self.module, &imports)
                 .map_err(|e| Error::Trap(e.to_string()))?;
+            host_env.as_mut(&mut *store).memory = instance
+                .exports
+                .get_memory(abi::EXPORT_MEMORY)
+                .ok()
+                .cloned();
             if self.has_initialize {
                 call_initialize(&instance, store)?;
             }
@@ -456,6 +492,88 @@ impl WasmerAction {
             }
         }
     }
+}
+
+/// What the `ow_host_v1` functions of one activation reach.
+struct HostEnv {
+    /// The module's exported memory, once instantiated.
+    memory: Option<Memory>,
+    host: Arc<dyn Host>,
+    /// The pool's runtime: a host call waits for the host context on it,
+    /// holding this (pool) thread.
+    handle: tokio::runtime::Handle,
+}
+
+impl WasmerAction {
+    /// Add the state functions the module imports to `imports`.
+    fn define_host_functions(
+        &self,
+        imports: &mut wasmer::Imports,
+        store: &mut Store,
+        env: &FunctionEnv<HostEnv>,
+    ) {
+        for &id in &self.host_imports {
+            let import = &state::IMPORTS[id];
+            let ty = |t: &state::Ty| match t {
+                state::Ty::I32 => Type::I32,
+                state::Ty::I64 => Type::I64,
+            };
+            let signature = FunctionType::new(
+                import.params.iter().map(ty).collect::<Vec<_>>(),
+                [ty(&import.result)],
+            );
+            let function =
+                Function::new_with_env(&mut *store, env, signature, move |env, params| {
+                    state_call(env, id, params)
+                });
+            imports.define(abi::HOST_MODULE, import.name, function);
+        }
+    }
+}
+
+/// One call of the state function `id`: decode, wait for the host, deliver.
+fn state_call(
+    mut env: FunctionEnvMut<HostEnv>,
+    id: state::ImportId,
+    params: &[Value],
+) -> std::result::Result<Vec<Value>, RuntimeError> {
+    let user = |e: Error| RuntimeError::user(Box::new(e));
+    let args: Vec<i64> = params
+        .iter()
+        .map(|v| match v {
+            Value::I32(x) => i64::from(*x),
+            Value::I64(x) => *x,
+            _ => 0,
+        })
+        .collect();
+    let (data, store) = env.data_and_store_mut();
+    let memory = data.memory.clone().ok_or_else(|| {
+        user(Error::Abi(
+            "ow_host_v1 needs the module's exported memory".into(),
+        ))
+    })?;
+    let view = memory.view(&store);
+    let size = view.data_size() as usize;
+    let (op, delivery) = state::decode(id, &args, size, &mut |ptr, len| {
+        abi::guest_range(ptr, len, size, "a state argument")?;
+        let mut buf = vec![0; len as usize];
+        view.read(u64::from(ptr), &mut buf)
+            .map_err(|e| Error::Abi(e.to_string()))?;
+        Ok(buf)
+    })
+    .map_err(user)?;
+    let result = data.handle.block_on(data.host.state(op));
+    let ty = delivery.result_type();
+    let ret = delivery
+        .finish(result, &mut |ptr, bytes| {
+            view.write(u64::from(ptr), bytes)
+                .map_err(|e| Error::Abi(format!("the state buffer: {e}")))
+        })
+        .map_err(user)?;
+    Ok(vec![match ty {
+        state::Ty::I32 => Value::I32(ret as i32),
+        state::Ty::I64 => Value::I64(ret),
+    }])
 }
 
 /// One SDK instance for [`abi::call_sdk`].
@@ -530,6 +648,10 @@ fn exit_code(e: &RuntimeError) -> Option<i32> {
 }
 
 fn runtime_error(e: RuntimeError) -> Error {
+    // A host function's error (a state call that broke the ABI).
+    if let Some(err) = e.downcast_ref::<Error>() {
+        return err.clone();
+    }
     match exit_code(&e) {
         Some(code) => Error::Exit(code),
         None => Error::Trap(e.message()),

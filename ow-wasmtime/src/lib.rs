@@ -2,6 +2,7 @@
 
 mod config;
 mod logpipe;
+mod snapshot;
 mod ticker;
 
 pub use config::WasmtimeConfig;
@@ -10,6 +11,7 @@ use bytes::Bytes;
 use logpipe::LogPipe;
 use ow_common::abi::{self, ActionAbi, ExportKind, ValKind};
 use ow_common::shared::{SharedModules, content_key};
+use ow_common::state;
 use ow_common::{
     ActionSpec, Activation, ActivationContext, ActivationOutput, BoxFuture, Deadline, Error, Host,
     Limits, PreparedAction, Result, SCRATCH_GUEST_DIR, WasmRuntime, scratch,
@@ -17,9 +19,9 @@ use ow_common::{
 use std::hash::Hash as _;
 use std::sync::Arc;
 use wasmtime::{
-    Engine, Extern, ExternType, Func, Instance, InstancePre, Linker, Module, ModuleExport,
-    PoolConcurrencyLimitError, Precompiled, Store, StoreLimits, StoreLimitsBuilder, Trap,
-    UpdateDeadline, ValType, WasmParams, WasmResults,
+    Caller, Engine, Extern, ExternType, Func, FuncType, Instance, InstancePre, Linker, Module,
+    ModuleExport, PoolConcurrencyLimitError, Precompiled, Store, StoreLimits, StoreLimitsBuilder,
+    Trap, UpdateDeadline, Val, ValType, WasmParams, WasmResults,
 };
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
@@ -47,27 +49,80 @@ struct ActivationState {
     wasi: WasiP1Ctx,
     limits: StoreLimits,
     /// What the guest's `ow_host_v1` imports call (see [`add_host_functions`]).
-    #[allow(dead_code)]
     host: Arc<dyn Host>,
 }
 
-/// Link the `ow_host_v1` host functions. None is defined yet (docs/abi.md,
-/// "Reserved imports"); each will be an async host function that reaches
-/// the activation's host context and awaits it on the guest's fiber, so a
-/// waiting host call holds no thread:
-///
-/// ```text
-/// linker.func_wrap_async(abi::HOST_MODULE, "name", |mut caller, (ptr, len): (i32, i32)| {
-///     Box::new(async move {
-///         let host = Arc::clone(&caller.data().host);
-///         // read the guest's memory through `caller`, then:
-///         host.method(...).await
-///     })
-/// })
-/// ```
-fn add_host_functions(linker: &mut Linker<ActivationState>) -> wasmtime::Result<()> {
-    let _ = linker;
+/// Link the `ow_host_v1` state functions (ABI version 2,
+/// [`ow_common::state`]). Each is an async host function: it reads its
+/// arguments from the guest's memory, awaits the activation's host context
+/// on the guest's fiber (a waiting call, such as a lock or a Redis round
+/// trip, holds no thread) and writes the answer back.
+fn add_host_functions(
+    linker: &mut Linker<ActivationState>,
+    engine: &Engine,
+) -> wasmtime::Result<()> {
+    let val_type = |ty: &state::Ty| match ty {
+        state::Ty::I32 => ValType::I32,
+        state::Ty::I64 => ValType::I64,
+    };
+    for (id, import) in state::IMPORTS.iter().enumerate() {
+        let ty = FuncType::new(
+            engine,
+            import.params.iter().map(val_type),
+            [val_type(&import.result)],
+        );
+        linker.func_new_async(
+            abi::HOST_MODULE,
+            import.name,
+            ty,
+            move |mut caller, params, results| {
+                Box::new(async move {
+                    let ret = state_call(&mut caller, id, params).await?;
+                    results[0] = match import.result {
+                        state::Ty::I32 => Val::I32(ret as i32),
+                        state::Ty::I64 => Val::I64(ret),
+                    };
+                    Ok(())
+                })
+            },
+        )?;
+    }
     Ok(())
+}
+
+/// One call of the state function `id`: decode, await the host, deliver.
+async fn state_call(
+    caller: &mut Caller<'_, ActivationState>,
+    id: state::ImportId,
+    params: &[Val],
+) -> wasmtime::Result<i64> {
+    let args: Vec<i64> = params
+        .iter()
+        .map(|v| match v {
+            Val::I32(x) => i64::from(*x),
+            Val::I64(x) => *x,
+            _ => 0,
+        })
+        .collect();
+    let memory = caller
+        .get_export(abi::EXPORT_MEMORY)
+        .and_then(Extern::into_memory)
+        .ok_or_else(|| Error::Abi("ow_host_v1 needs the module's exported memory".into()))?;
+    let (op, delivery) = {
+        let data = memory.data(&*caller);
+        state::decode(id, &args, data.len(), &mut |ptr, len| {
+            let range = abi::guest_range(ptr, len, data.len(), "a state argument")?;
+            Ok(data[range].to_vec())
+        })?
+    };
+    let host = Arc::clone(&caller.data().host);
+    let result = host.state(op).await;
+    let ret = delivery.finish(result, &mut |ptr, bytes| {
+        memory
+            .write(&mut *caller, ptr as usize, bytes)
+            .map_err(|e| Error::Abi(format!("the state buffer: {e}")))
+    })?;
+    Ok(ret)
 }
 
 impl WasmtimeRuntime {
@@ -90,7 +145,7 @@ impl WasmtimeRuntime {
         // WASI through the async linker: a WASI sleep is a timer of the
         // caller's runtime, not a blocked thread.
         wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut ActivationState| &mut s.wasi)
-            .and_then(|()| add_host_functions(&mut linker))
+            .and_then(|()| add_host_functions(&mut linker, &engine))
             .map_err(|e| Error::Resources(format!("cannot link the host functions: {e:#}")))?;
         let ticker = Arc::new(ticker::Ticker::start(&engine));
         let mut hasher = ow_common::digest::Sha256Hasher::default();
@@ -140,6 +195,25 @@ impl WasmRuntime for WasmtimeRuntime {
 
     fn compatibility_hash(&self) -> Option<String> {
         Some(self.compatibility.clone())
+    }
+
+    fn snapshot(
+        &self,
+        wasm: &[u8],
+        env: &[(String, String)],
+        time_limit: std::time::Duration,
+    ) -> Result<Vec<u8>> {
+        let make = self.make_snapshot(wasm, env, time_limit);
+        // Called from a blocking thread of a runtime (the executor's /init
+        // pool) or from none (the precompiler).
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => handle.block_on(make),
+            Err(_) => tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Error::Resources(format!("cannot start a runtime: {e}")))?
+                .block_on(make),
+        }
     }
 
     fn precompile(&self, wasm: &[u8]) -> Result<Vec<u8>> {
