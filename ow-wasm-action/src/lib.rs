@@ -3,6 +3,7 @@
 pub use serde_json::{self, Value, json};
 
 pub mod context;
+pub mod state;
 
 pub use context::Context;
 
@@ -38,6 +39,44 @@ macro_rules! export {
                 unsafe { $crate::__private::call(ptr, len, $handler) }
             }
         )+
+    };
+}
+
+/// Export `ow_zygote`, the proto-function of a snapshot (ABI version 2,
+/// `docs/abi.md`): the executor calls `init` once at /init, snapshots linear
+/// memory and globals, and starts every activation from that snapshot, so
+/// that work done here (tables, parsed configuration, warmed caches) is
+/// never repeated.
+///
+/// ```ignore
+/// static TABLE: OnceLock<Vec<u32>> = OnceLock::new();
+///
+/// fn warm() {
+///     TABLE.get_or_init(build_table);
+/// }
+///
+/// ow_wasm_action::zygote!(warm);
+/// // The handler uses `TABLE.get_or_init(build_table)` too: engines and
+/// // tools that do not snapshot never call `ow_zygote`.
+/// ```
+///
+/// `init` sees the /init environment but no activation's: no `__OW_*`
+/// variables of an activation, no scratch directory, state calls answer
+/// [`state::StateError::Unavailable`]. It must not open files or other
+/// handles, read clocks or random numbers (their values would be frozen into
+/// every activation) or spawn anything. A panic fails /init.
+///
+/// After `init` the macro flushes stdout and makes wasi-libc forget the
+/// environment and preopened directories it may have cached, so that every
+/// activation reads its own.
+#[macro_export]
+macro_rules! zygote {
+    ($init:expr) => {
+        /// ABI v2: the proto-function, called once before the snapshot.
+        #[unsafe(no_mangle)]
+        pub extern "C" fn ow_zygote() {
+            $crate::__private::zygote($init)
+        }
     };
 }
 
@@ -98,5 +137,28 @@ pub mod __private {
         // The instance is discarded after the activation, which frees the result.
         let (ptr, len) = (bytes.as_ptr() as usize as u64, bytes.len() as u64);
         ((ptr << 32) | (len & 0xffff_ffff)) as i64
+    }
+
+    /// Run a zygote's `init`, then drop what wasi-libc cached of the
+    /// zygote's WASI world, which the snapshot would otherwise hand to every
+    /// activation: the environment (read lazily, on the first `getenv`) and
+    /// the preopened directories.
+    pub fn zygote(init: impl FnOnce()) {
+        init();
+        // Output left in the buffer would be printed by every activation.
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+        #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
+        {
+            unsafe extern "C" {
+                fn __wasilibc_deinitialize_environ();
+                fn __wasilibc_reset_preopens();
+            }
+            // SAFETY: no environment pointer or path outlives this call; the
+            // next `getenv` or path lookup reads them afresh from WASI.
+            unsafe {
+                __wasilibc_deinitialize_environ();
+                __wasilibc_reset_preopens();
+            }
+        }
     }
 }
