@@ -31,6 +31,14 @@ const EXAMPLES: &[&str] = &[
     "fsprobe",
     // Uses its scratch directory, tries to leave it.
     "scratch",
+    // ABI version 2: state and proto-function snapshots.
+    "counter",
+    "locked_update",
+    "big_array",
+    "state_ops",
+    "state_bench",
+    "zygote_table",
+    "zygote_trap",
 ];
 
 fn main() {

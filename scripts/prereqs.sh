@@ -80,6 +80,13 @@ missing_packages() {
     if [ "$recipe" = test ] || [ "$recipe" = fuzz ]; then
         command -v python3 >/dev/null 2>&1 || missing+=(python3)
     fi
+    # The state tests and benchmarks start a real Redis on loopback, and
+    # measure its round trip with redis-benchmark (package redis-tools, a
+    # dependency of redis-server).
+    if [ "$recipe" = test ] || [ "$recipe" = bench ] || [ "$recipe" = bench-quick ]; then
+        command -v redis-server >/dev/null 2>&1 && command -v redis-benchmark >/dev/null 2>&1 ||
+            missing+=(redis-server)
+    fi
     echo "${missing[*]}"
 }
 

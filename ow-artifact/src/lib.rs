@@ -51,6 +51,14 @@ pub struct Package {
 }
 
 impl Package {
+    /// A package of just the module `wasm` (no zip, no artifacts).
+    pub fn from_wasm(wasm: Vec<u8>) -> Self {
+        Self {
+            wasm,
+            archive: None,
+        }
+    }
+
     /// The module's bytes (`action.wasm` for a precompiler zip).
     pub fn wasm(&self) -> &[u8] {
         &self.wasm

@@ -157,6 +157,31 @@ pub struct Cli {
     /// HTTP worker threads (0: one per core). Wasm runs on a separate pool.
     #[arg(long, env = "OW_HTTP_WORKERS", default_value_t = 0)]
     pub http_workers: usize,
+
+    /// The actions' state (ABI version 2) in Redis, shared by every
+    /// executor using the same server (`redis://host:port/db`). Default:
+    /// the embedded tier, in this process only.
+    #[arg(long, env = "OW_STATE_REDIS")]
+    pub state_redis: Option<String>,
+
+    /// The largest value a state key may hold, in bytes.
+    #[arg(long, env = "OW_STATE_MAX_VALUE_BYTES", default_value_t = ow_common::state::DEFAULT_MAX_VALUE_BYTES)]
+    pub state_max_value_bytes: usize,
+
+    /// The longest one Redis state operation may take before the guest
+    /// gets `-3` (unavailable).
+    #[arg(long, env = "OW_STATE_OP_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub state_op_timeout: Duration,
+
+    /// How long a Redis state lock outlives an executor that died holding
+    /// it (renewed every third of it while held).
+    #[arg(long, env = "OW_STATE_LOCK_LEASE", default_value = "10s", value_parser = parse_duration)]
+    pub state_lock_lease: Duration,
+
+    /// The operator's bearer token for the state upload endpoint
+    /// (`PUT/GET/DELETE /state/{namespace}/{key}`); closed without one.
+    #[arg(long, env = "OW_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
 }
 
 /// wasmer's compilers.

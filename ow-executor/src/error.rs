@@ -49,6 +49,15 @@ pub enum ApiError {
         /// The whole budget, in MiB.
         budget_mib: u32,
     },
+    /// A request to an operator endpoint without the right bearer token.
+    #[error("Unauthorized: this endpoint needs the operator's bearer token.")]
+    Unauthorized,
+    /// An endpoint the operator did not enable.
+    #[error("{0}")]
+    Disabled(String),
+    /// The state backend (Redis) cannot be reached.
+    #[error("The state backend is unavailable; retry later.")]
+    StateUnavailable,
     /// A bug or a failed host resource; details go to the log only.
     #[error("Internal error: the executor could not complete the request.")]
     Internal(String),
@@ -69,6 +78,9 @@ impl ResponseError for ApiError {
             }
             ApiError::Action(_) => StatusCode::BAD_GATEWAY,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Disabled(_) => StatusCode::FORBIDDEN,
+            ApiError::StateUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -79,7 +91,11 @@ impl ResponseError for ApiError {
             ApiError::Internal(detail) => tracing::error!(%detail, "internal error"),
             other => tracing::debug!(error = %other, "request failed"),
         }
-        HttpResponse::build(self.status_code()).json(json!({ "error": self.to_string() }))
+        let mut response = HttpResponse::build(self.status_code());
+        if let ApiError::Unauthorized = self {
+            response.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        response.json(json!({ "error": self.to_string() }))
     }
 }
 

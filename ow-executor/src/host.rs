@@ -1,8 +1,11 @@
 //! The host context the executor gives each activation (`ow_common::Host`):
-//! what its guest's `ow_host_v1` imports call back into. No host function
-//! is defined yet; state and chaining add theirs here.
+//! what its guest's `ow_host_v1` imports call back into.
 
-use ow_common::{ActivationContext, Host};
+use ow_common::state::{StateOp, StateResult};
+use ow_common::{ActivationContext, Deadline, Host};
+
+/// The namespace of activations whose /run names none.
+pub const DEFAULT_NAMESPACE: &str = "_";
 
 /// One activation's host context.
 #[derive(Debug)]
@@ -10,12 +13,18 @@ pub struct ActivationHost {
     /// The invoker's `namespace` of the activation: what host calls are
     /// scoped by, never anything the guest says.
     namespace: Option<String>,
+    /// The state as this activation sees it; its locks are released when
+    /// the host context is dropped (the activation ended, whatever the
+    /// outcome, and its engine let go of it).
+    state: ow_state::Session,
 }
 
 impl ActivationHost {
-    /// The host context of the activation `ctx`.
-    pub fn new(ctx: &ActivationContext) -> Self {
+    /// The host context of the activation `ctx`, which ends at `deadline`.
+    pub fn new(ctx: &ActivationContext, state: &ow_state::State, deadline: &Deadline) -> Self {
+        let namespace = ctx.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE);
         Self {
+            state: state.session(namespace, deadline.clone()),
             namespace: ctx.namespace.clone(),
         }
     }
@@ -25,5 +34,9 @@ impl ActivationHost {
 impl Host for ActivationHost {
     fn namespace(&self) -> Option<&str> {
         self.namespace.as_deref()
+    }
+
+    async fn state(&self, op: StateOp) -> StateResult {
+        self.state.call(op).await
     }
 }

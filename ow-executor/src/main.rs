@@ -13,6 +13,7 @@ mod logs;
 mod metrics;
 mod registry;
 mod server;
+mod state_api;
 
 use anyhow::Context as _;
 use clap::Parser;
@@ -49,6 +50,7 @@ fn main() -> anyhow::Result<()> {
         }),
         memory_budget: cli.memory_budget.bytes(),
         max_concurrent_inits: cli.max_concurrent_inits as usize,
+        admin_token: cli.admin_token.clone(),
     };
     if let Some(bytes) = settings.memory_budget {
         tracing::info!(mib = bytes >> 20, "memory budget");
@@ -70,10 +72,22 @@ fn main() -> anyhow::Result<()> {
     let loader = load::Loader::new(trust, cache);
     // A scratch parent that cannot be used fails now, not at some /run.
     drop(ow_common::scratch::create(&cli.scratch_dir()).map_err(|e| anyhow::anyhow!("{e}"))?);
-    let state = server::AppState::new(engines, loader, settings)
-        .context("cannot start the /init thread pool")?;
-    let state = actix_web::web::Data::new(state);
     actix_web::rt::System::new().block_on(async move {
+        let store = match &cli.state_redis {
+            None => ow_state::State::embedded(cli.state_max_value_bytes),
+            Some(url) => {
+                let mut options = ow_state::RedisOptions::new(url.as_str());
+                options.op_timeout = cli.state_op_timeout;
+                options.lock_lease = cli.state_lock_lease;
+                ow_state::State::redis(options, cli.state_max_value_bytes)
+                    .await
+                    .map_err(anyhow::Error::msg)?
+            }
+        };
+        tracing::info!(tier = store.tier_name(), "action state ready");
+        let state = server::AppState::new(engines, loader, settings, store)
+            .context("cannot start the /init thread pool")?;
+        let state = actix_web::web::Data::new(state);
         let started = std::time::Instant::now();
         server::warm_up(&state)
             .await

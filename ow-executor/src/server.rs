@@ -58,6 +58,9 @@ pub struct ServerSettings {
     pub memory_budget: Option<u64>,
     /// /inits that may read and prepare code at once.
     pub max_concurrent_inits: usize,
+    /// The operator's bearer token for `/state/{namespace}/{key}`; the
+    /// endpoint is closed without one.
+    pub admin_token: Option<String>,
 }
 
 /// What the handlers share.
@@ -79,6 +82,8 @@ pub struct AppState {
     loader: Arc<Loader>,
     /// What `GET /metrics` reports.
     metrics: Metrics,
+    /// The actions' key-value state (ABI version 2).
+    pub(crate) state: ow_state::State,
 }
 
 impl AppState {
@@ -90,6 +95,7 @@ impl AppState {
         engines: Engines,
         loader: Loader,
         settings: ServerSettings,
+        state: ow_state::State,
     ) -> std::io::Result<Self> {
         let init_pool = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -120,7 +126,13 @@ impl AppState {
                 metrics
             },
             loader: Arc::new(loader),
+            state,
         })
+    }
+
+    /// The server's settings.
+    pub(crate) fn settings(&self) -> &ServerSettings {
+        &self.settings
     }
 
     /// One of `slots` (`total` in all), waiting at most the queue wait,
@@ -292,7 +304,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(post_only("/run", run_standard))
         .service(post_only("/{container_id}/init", init_container))
         .service(post_only("/{container_id}/run", run_container))
-        .service(post_only("/{container_id}/destroy", destroy_container));
+        .service(post_only("/{container_id}/destroy", destroy_container))
+        .service(crate::state_api::resource());
 }
 
 fn get_only<F, Args>(path: &str, handler: F) -> actix_web::Resource
@@ -321,7 +334,7 @@ async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound(req.path().to_owned()))
 }
 
-async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::MethodNotAllowed(req.method().to_string()))
 }
 
@@ -399,7 +412,10 @@ async fn read_json<T: DeserializeOwned + Default>(
 }
 
 /// Read a body of at most `limit` bytes.
-async fn read_body(body: Payload, limit: usize) -> Result<actix_web::web::Bytes, ApiError> {
+pub(crate) async fn read_body(
+    body: Payload,
+    limit: usize,
+) -> Result<actix_web::web::Bytes, ApiError> {
     match body.to_bytes_limited(limit).await {
         Ok(Ok(bytes)) => Ok(bytes),
         Ok(Err(e)) => Err(ApiError::BadRequest(format!("cannot read the body: {e}"))),
@@ -518,6 +534,8 @@ async fn prepare(
         crate::engines::EngineError::Start(..) => ApiError::Internal(e.to_string()),
     })?;
     let engine = runtime.name();
+    // Proto-function snapshots are made by wasmtime for every engine.
+    let snapshots = state.engines.by_name("wasmtime").ok();
     let binary = value.binary.unwrap_or(false);
     let code = value.code.unwrap_or_default();
     let started = std::time::Instant::now();
@@ -530,6 +548,7 @@ async fn prepare(
                     ow_artifact::ArtifactError::BadBase64(_) => ApiError::BadRequest(e.to_string()),
                     ow_artifact::ArtifactError::Load(_) => ApiError::Load(e.to_string()),
                 })?;
+                let package = snapshot(snapshots.as_deref(), package, &spec)?;
                 loader
                     .load(&*runtime, package, spec)
                     .map_err(|e| ApiError::Load(e.to_string()))
@@ -630,6 +649,35 @@ impl Drop for InFlight {
 /// worker for long.
 const INLINE_LOG_BYTES: usize = 64 << 10;
 
+/// The package of a proto-function (a module exporting `ow_zygote`): its
+/// snapshot, made with the init-time environment; any other package as it
+/// is. A zip's precompiled artifacts were made from the module before its
+/// zygote ran, so they are left out (`ow-precompiler --snapshot` makes
+/// zips of the snapshot instead).
+fn snapshot(
+    maker: Option<&dyn ow_common::WasmRuntime>,
+    package: ow_artifact::Package,
+    spec: &ActionSpec,
+) -> Result<ow_artifact::Package, ApiError> {
+    if !ow_common::abi::exports_function(package.wasm(), ow_common::abi::EXPORT_ZYGOTE) {
+        return Ok(package);
+    }
+    let maker = maker.ok_or_else(|| {
+        ApiError::Load("proto-function snapshots need the wasmtime engine in this build".into())
+    })?;
+    let env: Vec<(String, String)> = spec
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let started = std::time::Instant::now();
+    let wasm = maker
+        .snapshot(package.wasm(), &env, spec.limits.max_duration)
+        .map_err(|e| ApiError::Load(e.to_string()))?;
+    tracing::info!(elapsed = ?started.elapsed(), bytes = wasm.len(), "proto-function snapshot made");
+    Ok(ow_artifact::Package::from_wasm(wasm))
+}
+
 /// Run one activation of `action`: its result (JSON text), or why there is none.
 async fn activate(
     state: &Data<AppState>,
@@ -651,9 +699,14 @@ async fn activate(
     // until then.
     let reserved = state.reserve(memory_bytes).await?;
     let time_limit = ctx.time_limit(max_duration);
+    let deadline = Deadline::new(time_limit);
     let activation = Activation {
-        host: Arc::new(crate::host::ActivationHost::new(&ctx)),
-        deadline: Deadline::new(time_limit),
+        host: Arc::new(crate::host::ActivationHost::new(
+            &ctx,
+            &state.state,
+            &deadline,
+        )),
+        deadline,
         ctx,
     };
     let state = Data::clone(state);

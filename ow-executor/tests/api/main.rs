@@ -18,6 +18,8 @@ mod image;
 mod limits;
 mod multi_action;
 mod precompiled;
+mod redis;
+mod state;
 mod stress;
 
 /// Generate `mod <engine> { mod <module> { #[test] fn <test>() } }` for each engine.
@@ -117,11 +119,39 @@ engine_suite! {
     multi_action: [
         two_actions_side_by_side_then_destroy,
         second_init_of_a_container_is_refused
+    ],
+    state: [
+        every_function_on_both_tiers,
+        namespaces_never_see_each_other,
+        abi_violations_end_the_activation_with_502,
+        locks_are_released_when_the_holder_traps_or_times_out,
+        a_lock_wait_ends_with_minus_4_before_the_deadline,
+        snapshots_give_the_same_results_as_without
     ]
 }
 
 /// Executor-level behaviour that no engine changes: run on the default one.
 mod executor {
+    #[test]
+    fn the_state_upload_endpoint_needs_the_operator_token() {
+        crate::state::the_upload_endpoint_needs_the_operator_token();
+    }
+
+    #[test]
+    fn a_state_lock_of_a_killed_executor_expires_with_its_lease() {
+        crate::state::a_lock_of_a_killed_executor_expires_with_its_lease();
+    }
+
+    #[test]
+    fn redis_down_gives_minus_3_promptly_and_loses_no_acknowledged_write() {
+        crate::state::redis_down_gives_minus_3_promptly_and_loses_no_acknowledged_write();
+    }
+
+    #[test]
+    fn two_executors_sharing_redis_lose_no_update() {
+        crate::state::two_executors_sharing_redis_lose_no_update();
+    }
+
     #[test]
     fn a_thousand_sleeping_activations_hold_no_thread_each() {
         crate::coroutines::a_thousand_sleeping_activations_hold_no_thread_each();
