@@ -178,6 +178,13 @@ pub struct Cli {
     #[arg(long, env = "OW_STATE_LOCK_LEASE", default_value = "10s", value_parser = parse_duration)]
     pub state_lock_lease: Duration,
 
+    /// With --state-redis: keep up to this many values this executor read in
+    /// its memory, invalidated by Redis (client-side caching), so reads of
+    /// unchanged keys make no round trip. It may hold this many times
+    /// --state-max-value-bytes. 0: every read goes to Redis.
+    #[arg(long, env = "OW_STATE_LOCAL_CACHE", default_value_t = 0)]
+    pub state_local_cache: usize,
+
     /// The operator's bearer token for the state upload endpoint
     /// (`PUT/GET/DELETE /state/{namespace}/{key}`); closed without one.
     #[arg(long, env = "OW_ADMIN_TOKEN", hide_env_values = true)]

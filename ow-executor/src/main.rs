@@ -79,6 +79,7 @@ fn main() -> anyhow::Result<()> {
                 let mut options = ow_state::RedisOptions::new(url.as_str());
                 options.op_timeout = cli.state_op_timeout;
                 options.lock_lease = cli.state_lock_lease;
+                options.local_cache_entries = cli.state_local_cache;
                 ow_state::State::redis(options, cli.state_max_value_bytes)
                     .await
                     .map_err(anyhow::Error::msg)?

@@ -14,9 +14,13 @@
 
 use crate::{get_reply, range_reply};
 use ow_common::state::{StateError, StateOp, StateReply, StateResult};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::MultiplexedConnection;
+use redis::caching::CacheConfig;
+use redis::{AsyncConnectionConfig, ProtocolVersion, PushInfo, PushKind};
 use redis::{Script, cmd};
 use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -30,6 +34,10 @@ pub struct RedisOptions {
     pub op_timeout: Duration,
     /// A lock's lease: how long it outlives an executor that died holding it.
     pub lock_lease: Duration,
+    /// Keep values this executor read in its memory (at most this many),
+    /// invalidated by Redis (client-side caching, RESP3 tracking); `0` for
+    /// none.
+    pub local_cache_entries: usize,
 }
 
 impl RedisOptions {
@@ -39,12 +47,17 @@ impl RedisOptions {
             url: url.into(),
             op_timeout: Duration::from_secs(2),
             lock_lease: Duration::from_secs(10),
+            local_cache_entries: 0,
         }
     }
 }
 
 pub(crate) struct RedisTier {
-    conn: ConnectionManager,
+    client: redis::Client,
+    /// The live connection, if any; replaced when it breaks.
+    link: Mutex<Option<Link>>,
+    /// One reconnection at a time.
+    reconnecting: tokio::sync::Mutex<()>,
     options: RedisOptions,
     /// Runs the connection's driver and the lease renewals, whatever
     /// runtime the callers use (actix workers, engine pools).
@@ -54,6 +67,12 @@ pub(crate) struct RedisTier {
     owner: String,
     tokens: AtomicU64,
     scripts: Scripts,
+}
+
+/// A connection and whether it still stands.
+struct Link {
+    conn: MultiplexedConnection,
+    alive: Arc<AtomicBool>,
 }
 
 struct Scripts {
@@ -131,50 +150,120 @@ fn unavailable(e: redis::RedisError) -> StateError {
 
 impl RedisTier {
     pub(crate) async fn connect(options: RedisOptions) -> Result<Self, String> {
-        let client = redis::Client::open(options.url.as_str())
+        let mut client = redis::Client::open(options.url.as_str())
             .map_err(|e| format!("invalid Redis URL {}: {e}", options.url))?;
+        if options.local_cache_entries > 0 {
+            // Client-side caching needs RESP3: Redis sends invalidations as
+            // push messages on the connection that read the key.
+            let info = client.get_connection_info().clone();
+            let redis = info
+                .redis_settings()
+                .clone()
+                .set_protocol(ProtocolVersion::RESP3);
+            client = redis::Client::open(info.set_redis_settings(redis))
+                .map_err(|e| format!("invalid Redis URL {}: {e}", options.url))?;
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("ow-state")
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start the state runtime: {e}"))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(options.op_timeout))
-            .set_response_timeout(Some(options.op_timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let url = options.url.clone();
-        let connected = match runtime
-            .spawn(async move { client.get_connection_manager_with_config(config).await })
-            .await
-        {
-            Ok(connected) => connected.map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        let conn = match connected {
-            Ok(conn) => conn,
-            Err(reason) => {
-                // Dropping a runtime blocks, which the async caller may not.
-                runtime.shutdown_background();
-                return Err(format!("cannot connect to Redis at {url}: {reason}"));
-            }
-        };
         let handle = runtime.handle().clone();
         let owner = format!(
             "{}.{}",
             std::process::id(),
             std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), 0u8)
         );
-        Ok(Self {
-            conn,
+        let tier = Self {
+            client,
+            link: Mutex::new(None),
+            reconnecting: tokio::sync::Mutex::new(()),
             options,
             runtime: Some(runtime),
             handle,
             owner,
             tokens: AtomicU64::new(0),
             scripts: Scripts::new(),
-        })
+        };
+        // Refuse to start without a server, rather than answer -3 to all.
+        let mut conn = tier.connection().await.map_err(|_| {
+            format!(
+                "cannot connect to Redis at {} within {:?}",
+                tier.options.url, tier.options.op_timeout
+            )
+        })?;
+        let pong: redis::RedisResult<String> = cmd("PING").query_async(&mut conn).await;
+        pong.map_err(|e| format!("Redis at {} does not answer: {e}", tier.options.url))?;
+        Ok(tier)
+    }
+
+    /// The live connection, connecting first when there is none (or it
+    /// broke). A new connection starts with an empty local cache: a cache
+    /// is only ever as old as the connection whose invalidations keep it.
+    async fn connection(&self) -> Result<MultiplexedConnection, StateError> {
+        if let Some(conn) = self.live() {
+            return Ok(conn);
+        }
+        let _one = self.reconnecting.lock().await;
+        if let Some(conn) = self.live() {
+            return Ok(conn);
+        }
+        let alive = Arc::new(AtomicBool::new(true));
+        let flag = Arc::clone(&alive);
+        let mut config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.options.op_timeout))
+            .set_response_timeout(Some(self.options.op_timeout));
+        if let Some(entries) = NonZeroUsize::new(self.options.local_cache_entries) {
+            config = config
+                .set_cache_config(CacheConfig::new().set_size(entries))
+                // The library's notice that the connection closed (RESP3
+                // only): no invalidation can reach its cache any more.
+                .set_push_sender(move |info: PushInfo| {
+                    if info.kind == PushKind::Disconnection {
+                        flag.store(false, Ordering::SeqCst);
+                    }
+                    Ok::<(), ()>(())
+                });
+        }
+        let client = self.client.clone();
+        // The connection's driver task lives on the state runtime.
+        let connect = self.handle.spawn(async move {
+            client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await
+        });
+        let conn = match tokio::time::timeout(self.options.op_timeout, connect).await {
+            Ok(Ok(Ok(conn))) => conn,
+            Ok(Ok(Err(e))) => {
+                tracing::warn!(error = %e, "cannot connect to Redis");
+                return Err(StateError::Unavailable);
+            }
+            _ => {
+                tracing::warn!("cannot connect to Redis in time");
+                return Err(StateError::Unavailable);
+            }
+        };
+        *lock(&self.link) = Some(Link {
+            conn: conn.clone(),
+            alive,
+        });
+        Ok(conn)
+    }
+
+    fn live(&self) -> Option<MultiplexedConnection> {
+        lock(&self.link)
+            .as_ref()
+            .filter(|l| l.alive.load(Ordering::SeqCst))
+            .map(|l| l.conn.clone())
+    }
+
+    /// Drop the connection after a failure: the next call reconnects, with
+    /// a cache of its own.
+    fn broken(&self) {
+        if let Some(link) = lock(&self.link).take() {
+            link.alive.store(false, Ordering::SeqCst);
+        }
     }
 
     /// `fut` under the operation timeout.
@@ -183,28 +272,35 @@ impl RedisTier {
         fut: impl Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, StateError> {
         match tokio::time::timeout(self.options.op_timeout, fut).await {
-            Ok(result) => result.map_err(unavailable),
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => {
+                if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
+                    self.broken();
+                }
+                Err(unavailable(e))
+            }
             Err(_) => {
                 tracing::debug!("redis state operation timed out");
+                self.broken();
                 Err(StateError::Unavailable)
             }
         }
     }
 
     pub(crate) async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StateError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection().await?;
         self.bounded(cmd("GET").arg(key).query_async(&mut conn))
             .await
     }
 
     pub(crate) async fn set(&self, key: &str, value: Vec<u8>) -> Result<(), StateError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection().await?;
         self.bounded(cmd("SET").arg(key).arg(value).query_async::<()>(&mut conn))
             .await
     }
 
     pub(crate) async fn delete(&self, key: &str) -> Result<bool, StateError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection().await?;
         let n: i64 = self
             .bounded(cmd("DEL").arg(key).query_async(&mut conn))
             .await?;
@@ -213,7 +309,7 @@ impl RedisTier {
 
     /// A data operation on `key` (already scoped); locks are the session's.
     pub(crate) async fn answer(&self, key: &str, op: StateOp, max: usize) -> StateResult {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection().await?;
         let s = &self.scripts;
         match op {
             StateOp::Get { cap, .. } => match self.get(key).await? {
@@ -311,7 +407,7 @@ impl Held {
         let token = tier.token();
         let mut pause = Duration::from_millis(1);
         loop {
-            let mut conn = tier.conn.clone();
+            let mut conn = tier.connection().await?;
             let set = cmd("SET")
                 .arg(&key)
                 .arg(&token)
@@ -336,7 +432,7 @@ impl Held {
             return Err(StateError::Absent);
         };
         let tier = &self.tier;
-        let mut conn = tier.conn.clone();
+        let mut conn = tier.connection().await?;
         let mut call = tier.scripts.unlock.key(key);
         call.arg(token);
         match tier.bounded(call.invoke_async::<i64>(&mut conn)).await? {
@@ -377,8 +473,11 @@ impl Held {
                     call.key(key).arg(token);
                 }
                 call.arg(tier.lease_ms());
-                let mut conn = tier.conn.clone();
-                if let Err(e) = tier.bounded(call.invoke_async::<()>(&mut conn)).await {
+                let renewed = match tier.connection().await {
+                    Ok(mut conn) => tier.bounded(call.invoke_async::<()>(&mut conn)).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = renewed {
                     tracing::warn!(error = %e, locks = held.len(), "cannot renew state locks");
                 }
             }
@@ -401,8 +500,11 @@ impl Drop for Held {
             for (key, token) in &held {
                 call.key(key).arg(token);
             }
-            let mut conn = tier.conn.clone();
-            if let Err(e) = tier.bounded(call.invoke_async::<()>(&mut conn)).await {
+            let released = match tier.connection().await {
+                Ok(mut conn) => tier.bounded(call.invoke_async::<()>(&mut conn)).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = released {
                 // Their leases end them.
                 tracing::warn!(error = %e, locks = held.len(), "cannot release state locks");
             }

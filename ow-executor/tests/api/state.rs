@@ -78,8 +78,20 @@ fn results(app: &TestApp, ns: &str, ops: Value) -> Vec<Value> {
 }
 
 pub fn every_function_on_both_tiers(engine: &str) {
-    for tier in Tier::both() {
-        let app = ops_app(&tier, engine, &["--state-max-value-bytes", "1024"]);
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let cached = ["--state-redis", &url, "--state-local-cache", "100"];
+    for (tier, local) in [
+        (Tier::Embedded, false),
+        (Tier::Redis(RedisServer::start()), false),
+        (Tier::Embedded, true),
+    ] {
+        // The third run: Redis with the local tier in front of it.
+        let mut flags = vec!["--state-max-value-bytes", "1024"];
+        if local {
+            flags.extend(cached);
+        }
+        let app = ops_app(&tier, engine, &flags);
         let r = results(
             &app,
             "alice",
@@ -614,7 +626,13 @@ pub fn redis_down_gives_minus_3_promptly_and_loses_no_acknowledged_write() {
 /// grown by lock + get + set + unlock.
 pub fn two_executors_sharing_redis_lose_no_update() {
     let redis = Tier::Redis(RedisServer::start());
-    let apps = [redis.spawn("wasmtime", &[]), redis.spawn("wasmtime", &[])];
+    // Reads through the local tier: a lock-protected read must still see
+    // the other executor's last write.
+    let local = ["--state-local-cache", "1000"];
+    let apps = [
+        redis.spawn("wasmtime", &local),
+        redis.spawn("wasmtime", &local),
+    ];
     for app in &apps {
         let (status, body) = app.post(
             "/counter/init",
