@@ -29,6 +29,22 @@ struct Cli {
     #[arg(long, env = "OW_SIGN_KEY_FILE", conflicts_with = "sign_key")]
     sign_key_file: Option<PathBuf>,
 
+    /// Proto-functions (modules exporting `ow_zygote`): run `_initialize`
+    /// and `ow_zygote` here and package the snapshot (docs/abi.md), so that
+    /// executors skip it at /init and load its native code. Other modules
+    /// are packaged as they are.
+    #[arg(long)]
+    snapshot: bool,
+
+    /// With --snapshot: the environment the zygote sees (`KEY=VALUE`,
+    /// repeatable), as the action's /init env would be.
+    #[arg(long = "env", value_parser = parse_env, requires = "snapshot")]
+    env: Vec<(String, String)>,
+
+    /// With --snapshot: the longest a zygote may run.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, requires = "snapshot")]
+    snapshot_time_limit: std::time::Duration,
+
     /// The modules; each `NAME.wasm` becomes `OUT/NAME.zip`.
     #[arg(required = true)]
     files: Vec<PathBuf>,
@@ -44,6 +60,30 @@ enum EngineChoice {
     /// wasmer (Cranelift).
     #[cfg(feature = "wasmer")]
     Wasmer,
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("`{s}` is not KEY=VALUE"))
+}
+
+/// The snapshot of `wasm` when it is a proto-function, else `wasm`.
+#[cfg(feature = "wasmtime")]
+fn snapshot(wasm: Vec<u8>, cli: &Cli) -> anyhow::Result<Vec<u8>> {
+    if !cli.snapshot || !ow_common::abi::exports_function(&wasm, ow_common::abi::EXPORT_ZYGOTE) {
+        return Ok(wasm);
+    }
+    let maker = ow_wasmtime::WasmtimeRuntime::new(Limits::default())?;
+    Ok(maker.snapshot(&wasm, &cli.env, cli.snapshot_time_limit)?)
+}
+
+#[cfg(not(feature = "wasmtime"))]
+fn snapshot(wasm: Vec<u8>, cli: &Cli) -> anyhow::Result<Vec<u8>> {
+    if cli.snapshot && ow_common::abi::exports_function(&wasm, ow_common::abi::EXPORT_ZYGOTE) {
+        bail!("--snapshot needs the wasmtime feature");
+    }
+    Ok(wasm)
 }
 
 fn engines(choices: &[EngineChoice]) -> anyhow::Result<Vec<Box<dyn WasmRuntime>>> {
@@ -86,6 +126,8 @@ fn main() -> anyhow::Result<()> {
     for file in &cli.files {
         let wasm =
             std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+        let wasm =
+            snapshot(wasm, &cli).with_context(|| format!("cannot snapshot {}", file.display()))?;
         let zip = ow_precompiler::package(&wasm, &refs, key.as_ref())
             .with_context(|| format!("cannot precompile {}", file.display()))?;
         let stem = file

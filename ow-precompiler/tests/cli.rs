@@ -86,3 +86,43 @@ fn bad_inputs_fail_with_a_message() {
         assert!(stderr.contains(message), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn snapshot_packages_the_proto_function_after_its_zygote() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = dir.path().join("zygote_table.wasm");
+    std::fs::write(&wasm, ow_test_modules::ZYGOTE_TABLE).unwrap();
+    let output = precompiler()
+        .args(["--engine", "wasmtime", "--snapshot", "--env", "GREETING=hi"])
+        .arg("--out")
+        .arg(dir.path())
+        .arg(&wasm)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let mut archive =
+        zip::ZipArchive::new(std::fs::File::open(dir.path().join("zygote_table.zip")).unwrap())
+            .unwrap();
+    let mut snapshot = Vec::new();
+    std::io::Read::read_to_end(&mut archive.by_name("action.wasm").unwrap(), &mut snapshot)
+        .unwrap();
+    // The zygote ran: its 16 MiB table is in the module's data, and the
+    // module no longer asks for a snapshot.
+    assert!(snapshot.len() > 16 << 20, "{}", snapshot.len());
+    assert!(!ow_common::abi::exports_function(&snapshot, "ow_zygote"));
+    assert!(ow_common::abi::exports_function(
+        ow_test_modules::ZYGOTE_TABLE,
+        "ow_zygote"
+    ));
+    // A zygote that traps fails the precompiler with a message.
+    std::fs::write(&wasm, ow_test_modules::ZYGOTE_TRAP).unwrap();
+    let output = precompiler()
+        .args(["--engine", "wasmtime", "--snapshot", "--out"])
+        .arg(dir.path())
+        .arg(&wasm)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("ow_zygote"), "{stderr}");
+}

@@ -432,3 +432,45 @@ fn identical_containers_share_one_prepared_action_until_the_last_is_destroyed() 
     assert_eq!(again.as_deref(), Some("compiled"));
     assert_eq!(run(&app, "e", add), (200, json!({"result": 5})));
 }
+
+/// `ow-precompiler --snapshot`'s zips: the snapshot's native code loads on
+/// every engine with a precompiled form, and answers as the module
+/// snapshotted at /init does.
+#[test]
+fn a_snapshot_zip_loads_precompiled_and_answers_as_a_snapshot_made_at_init() {
+    // The 16 MiB table is in the module and in each engine's artifact.
+    let app = spawn_app_with(
+        "wasmtime",
+        &["--artifact-key", KEY, "--max-init-bytes", "150000000"],
+        &[],
+    );
+    let snapshot = precompilers()[0]
+        .snapshot(
+            modules::ZYGOTE_TABLE,
+            &[],
+            std::time::Duration::from_secs(60),
+        )
+        .unwrap();
+    let zip = package(&snapshot, Some(&key()));
+    for engine in ENGINES {
+        let (status, path, body) = init(&app, &format!("zip-{engine}"), engine, &zip);
+        assert_eq!(
+            (status, path.as_deref()),
+            (200, Some(fast_path(engine))),
+            "{engine}: {body}"
+        );
+        let (status, path, body) = init(
+            &app,
+            &format!("raw-{engine}"),
+            engine,
+            modules::ZYGOTE_TABLE,
+        );
+        assert_eq!((status, path.as_deref()), (200, Some("compiled")), "{body}");
+        let params = json!({"i": 777_777});
+        let (status, from_zip) = run(&app, &format!("zip-{engine}"), params.clone());
+        assert_eq!(status, 200, "{from_zip}");
+        assert_eq!(from_zip["zygote"], true, "{from_zip}");
+        assert_eq!(from_zip["seed"], 42, "{from_zip}");
+        assert_eq!(run(&app, &format!("raw-{engine}"), params), (200, from_zip));
+    }
+}
