@@ -5,6 +5,7 @@
 //! ratios against the baselines mean something even on a noisy machine.
 
 mod plots;
+mod state;
 mod stats;
 
 use anyhow::{Context as _, bail};
@@ -43,6 +44,9 @@ struct Cli {
     /// The native `add` HTTP server on the executor's HTTP stack (the ceiling).
     #[arg(long, default_value = "target/release/native-server")]
     native_server: PathBuf,
+    /// Only the state and snapshot scenarios (ABI version 2), printed.
+    #[arg(long)]
+    only_state: bool,
 }
 
 /// How much of everything to do.
@@ -117,6 +121,7 @@ struct Results {
     density: Vec<DensityRow>,
     blocking: BlockingRow,
     cpu: Vec<CpuRow>,
+    state: state::StateResults,
 }
 
 #[derive(Debug, Serialize)]
@@ -978,6 +983,11 @@ fn machine() -> String {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if cli.only_state {
+        let results = state::run(&cli.executor, cli.quick)?;
+        println!("{}", state::report(&results));
+        return Ok(());
+    }
     let plan = Plan::new(cli.quick);
     for path in [&cli.executor, &cli.native_add, &cli.native_server] {
         if !path.exists() {
@@ -1005,6 +1015,7 @@ fn main() -> anyhow::Result<()> {
     let density = density(&cli.executor, &plan)?;
     let blocking = blocking(&cli.executor, &plan)?;
     let cpu = cpu(&cli.executor, &plan)?;
+    let state = state::run(&cli.executor, cli.quick)?;
     let results = Results {
         date,
         quick: cli.quick,
@@ -1022,6 +1033,7 @@ fn main() -> anyhow::Result<()> {
         density,
         blocking,
         cpu,
+        state,
     };
     std::fs::write(
         out.join("results.json"),
@@ -1189,5 +1201,6 @@ fn report(r: &Results) -> String {
             c.native_over_wasm * 100.0
         ));
     }
+    md.push_str(&state::report(&r.state));
     md
 }

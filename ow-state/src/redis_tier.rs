@@ -17,7 +17,7 @@ use ow_common::state::{StateError, StateOp, StateReply, StateResult};
 use redis::aio::MultiplexedConnection;
 use redis::caching::CacheConfig;
 use redis::{AsyncConnectionConfig, ProtocolVersion, PushInfo, PushKind};
-use redis::{Script, cmd};
+use redis::{Cmd, FromRedisValue, cmd};
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::atomic::AtomicBool;
@@ -54,8 +54,11 @@ impl RedisOptions {
 
 pub(crate) struct RedisTier {
     client: redis::Client,
-    /// The live connection, if any; replaced when it breaks.
-    link: Mutex<Option<Link>>,
+    /// The live connection of each runtime that calls (the HTTP workers,
+    /// the engines' pools, the state runtime), if any; replaced when it
+    /// breaks. A caller and its connection's driver share a thread, so a
+    /// round trip wakes no other thread.
+    links: Mutex<HashMap<Option<tokio::runtime::Id>, Link>>,
     /// One reconnection at a time.
     reconnecting: tokio::sync::Mutex<()>,
     options: RedisOptions,
@@ -76,33 +79,28 @@ struct Link {
 }
 
 struct Scripts {
-    append: Script,
-    get_range: Script,
-    add: Script,
-    renew: Script,
-    release: Script,
-    unlock: Script,
+    append: &'static str,
+    get_range: &'static str,
+    add: &'static str,
+    renew: &'static str,
+    release: &'static str,
+    unlock: &'static str,
 }
 
 impl Scripts {
     fn new() -> Self {
         Self {
             // The size check and the append, atomically.
-            append: Script::new(
-                "local n = redis.call('STRLEN', KEYS[1]) \
+            append: "local n = redis.call('STRLEN', KEYS[1]) \
                  if n + string.len(ARGV[1]) > tonumber(ARGV[2]) then return -2 end \
                  return redis.call('APPEND', KEYS[1], ARGV[1])",
-            ),
             // GETRANGE cannot tell an absent key from an empty one.
-            get_range: Script::new(
-                "if redis.call('EXISTS', KEYS[1]) == 0 then return false end \
+            get_range: "if redis.call('EXISTS', KEYS[1]) == 0 then return false end \
                  if ARGV[3] == '0' then return '' end \
                  return redis.call('GETRANGE', KEYS[1], ARGV[1], ARGV[2])",
-            ),
             // A 64-bit little-endian counter in two 32-bit halves: Lua 5.1's
             // numbers are doubles, exact only to 2^53.
-            add: Script::new(
-                "local v = redis.call('GET', KEYS[1]) \
+            add: "local v = redis.call('GET', KEYS[1]) \
                  local lo, hi = 0, 0 \
                  if v then lo, hi = struct.unpack('<I4I4', string.sub(v .. string.rep('\\0', 8), 1, 8)) end \
                  lo = lo + tonumber(ARGV[1]) \
@@ -111,24 +109,17 @@ impl Scripts {
                  hi = (hi + tonumber(ARGV[2]) + carry) % 4294967296 \
                  redis.call('SET', KEYS[1], struct.pack('<I4I4', lo, hi)) \
                  return {lo, hi}",
-            ),
             // Every lock of a session at once: KEYS the locks, ARGV their
             // tokens then the lease.
-            renew: Script::new(
-                "local lease = ARGV[#ARGV] \
+            renew: "local lease = ARGV[#ARGV] \
                  for i = 1, #KEYS do \
                  if redis.call('GET', KEYS[i]) == ARGV[i] then redis.call('PEXPIRE', KEYS[i], lease) end \
                  end return 0",
-            ),
-            release: Script::new(
-                "for i = 1, #KEYS do \
+            release: "for i = 1, #KEYS do \
                  if redis.call('GET', KEYS[i]) == ARGV[i] then redis.call('DEL', KEYS[i]) end \
                  end return 0",
-            ),
-            unlock: Script::new(
-                "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+            unlock: "if redis.call('GET', KEYS[1]) == ARGV[1] then \
                  return redis.call('DEL', KEYS[1]) else return 0 end",
-            ),
         }
     }
 }
@@ -140,6 +131,20 @@ impl Drop for RedisTier {
             runtime.shutdown_background();
         }
     }
+}
+
+/// `EVAL script` over `keys`, arguments to follow. The whole script each
+/// time (Redis keeps it compiled by its digest): never a `NOSCRIPT` after a
+/// Redis restart, and it pipelines.
+fn eval(script: &str, keys: &[&str]) -> Cmd {
+    let mut command = cmd("EVAL");
+    command.arg(script).arg(keys.len()).arg(keys);
+    command
+}
+
+/// The caller's runtime, if any.
+fn runtime_id() -> Option<tokio::runtime::Id> {
+    tokio::runtime::Handle::try_current().ok().map(|h| h.id())
 }
 
 /// Any Redis failure is, to the guest, an unavailable backend.
@@ -177,7 +182,7 @@ impl RedisTier {
         );
         let tier = Self {
             client,
-            link: Mutex::new(None),
+            links: Mutex::default(),
             reconnecting: tokio::sync::Mutex::new(()),
             options,
             runtime: Some(runtime),
@@ -227,12 +232,17 @@ impl RedisTier {
                 });
         }
         let client = self.client.clone();
-        // The connection's driver task lives on the state runtime.
-        let connect = self.handle.spawn(async move {
+        // The connection's driver task lives on the caller's runtime (the
+        // state runtime for callers outside any).
+        let connect = async move {
             client
                 .get_multiplexed_async_connection_with_config(&config)
                 .await
-        });
+        };
+        let connect = match tokio::runtime::Handle::try_current() {
+            Ok(current) => current.spawn(connect),
+            Err(_) => self.handle.spawn(connect),
+        };
         let conn = match tokio::time::timeout(self.options.op_timeout, connect).await {
             Ok(Ok(Ok(conn))) => conn,
             Ok(Ok(Err(e))) => {
@@ -244,24 +254,27 @@ impl RedisTier {
                 return Err(StateError::Unavailable);
             }
         };
-        *lock(&self.link) = Some(Link {
-            conn: conn.clone(),
-            alive,
-        });
+        lock(&self.links).insert(
+            runtime_id(),
+            Link {
+                conn: conn.clone(),
+                alive,
+            },
+        );
         Ok(conn)
     }
 
     fn live(&self) -> Option<MultiplexedConnection> {
-        lock(&self.link)
-            .as_ref()
+        lock(&self.links)
+            .get(&runtime_id())
             .filter(|l| l.alive.load(Ordering::SeqCst))
             .map(|l| l.conn.clone())
     }
 
-    /// Drop the connection after a failure: the next call reconnects, with
-    /// a cache of its own.
+    /// Drop the caller's connection after a failure: its next call
+    /// reconnects, with a cache of its own.
     fn broken(&self) {
-        if let Some(link) = lock(&self.link).take() {
+        if let Some(link) = lock(&self.links).remove(&runtime_id()) {
             link.alive.store(false, Ordering::SeqCst);
         }
     }
@@ -287,6 +300,21 @@ impl RedisTier {
         }
     }
 
+    /// A command that changes `key`s: on a connection with a local cache,
+    /// pipelined with a `PING` whose answer comes after the invalidation
+    /// Redis sends this very connection once the command ran, so when the
+    /// write returns, no read of this connection can see the old value.
+    async fn write<T: FromRedisValue>(&self, command: Cmd) -> Result<T, StateError> {
+        let mut conn = self.connection().await?;
+        if self.options.local_cache_entries == 0 {
+            return self.bounded(command.query_async(&mut conn)).await;
+        }
+        let mut pipe = redis::pipe();
+        pipe.add_command(command).cmd("PING").ignore();
+        let (value,): (T,) = self.bounded(pipe.query_async(&mut conn)).await?;
+        Ok(value)
+    }
+
     pub(crate) async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StateError> {
         let mut conn = self.connection().await?;
         self.bounded(cmd("GET").arg(key).query_async(&mut conn))
@@ -294,16 +322,11 @@ impl RedisTier {
     }
 
     pub(crate) async fn set(&self, key: &str, value: Vec<u8>) -> Result<(), StateError> {
-        let mut conn = self.connection().await?;
-        self.bounded(cmd("SET").arg(key).arg(value).query_async::<()>(&mut conn))
-            .await
+        self.write(cmd("SET").arg(key).arg(value).clone()).await
     }
 
     pub(crate) async fn delete(&self, key: &str) -> Result<bool, StateError> {
-        let mut conn = self.connection().await?;
-        let n: i64 = self
-            .bounded(cmd("DEL").arg(key).query_async(&mut conn))
-            .await?;
+        let n: i64 = self.write(cmd("DEL").arg(key).clone()).await?;
         Ok(n > 0)
     }
 
@@ -321,9 +344,10 @@ impl RedisTier {
                 Ok(StateReply::value(0))
             }
             StateOp::Append { value, .. } => {
-                let mut call = s.append.key(key);
-                call.arg(value).arg(max);
-                match self.bounded(call.invoke_async::<i64>(&mut conn)).await? {
+                match self
+                    .write::<i64>(eval(s.append, &[key]).arg(value).arg(max).clone())
+                    .await?
+                {
                     -2 => Err(StateError::TooLarge),
                     n => Ok(StateReply::value(n)),
                 }
@@ -337,9 +361,12 @@ impl RedisTier {
                 let start = offset.min(i64::MAX as u64);
                 let end = start.saturating_add(u64::from(len).saturating_sub(1));
                 let end = end.min(i64::MAX as u64);
-                let mut call = s.get_range.key(key);
-                call.arg(start).arg(end).arg(len);
-                let bytes: Option<Vec<u8>> = self.bounded(call.invoke_async(&mut conn)).await?;
+                let range = eval(s.get_range, &[key])
+                    .arg(start)
+                    .arg(end)
+                    .arg(len)
+                    .clone();
+                let bytes: Option<Vec<u8>> = self.bounded(range.query_async(&mut conn)).await?;
                 // The bytes are already the range: take them whole.
                 bytes
                     .map(|b| range_reply(&b, 0, len))
@@ -348,14 +375,16 @@ impl RedisTier {
             StateOp::SetRange { offset, value, .. } => {
                 // The session checked offset + len against the limit.
                 let set = cmd("SETRANGE").arg(key).arg(offset).arg(value).clone();
-                self.bounded(set.query_async::<i64>(&mut conn)).await?;
+                self.write::<i64>(set).await?;
                 Ok(StateReply::value(0))
             }
             StateOp::Add { delta, .. } => {
                 let delta = delta as u64;
-                let mut call = s.add.key(key);
-                call.arg(delta & 0xffff_ffff).arg(delta >> 32);
-                let (lo, hi): (u64, u64) = self.bounded(call.invoke_async(&mut conn)).await?;
+                let add = eval(s.add, &[key])
+                    .arg(delta & 0xffff_ffff)
+                    .arg(delta >> 32)
+                    .clone();
+                let (lo, hi): (u64, u64) = self.write(add).await?;
                 let new = ((hi << 32) | (lo & 0xffff_ffff)) as i64;
                 Ok(StateReply::value(new))
             }
@@ -433,9 +462,8 @@ impl Held {
         };
         let tier = &self.tier;
         let mut conn = tier.connection().await?;
-        let mut call = tier.scripts.unlock.key(key);
-        call.arg(token);
-        match tier.bounded(call.invoke_async::<i64>(&mut conn)).await? {
+        let unlock = eval(tier.scripts.unlock, &[key]).arg(token).clone();
+        match tier.bounded(unlock.query_async::<i64>(&mut conn)).await? {
             // The lease ran out (Redis unreachable for a whole lease) and
             // the lock is someone else's now, or nobody's.
             0 => Err(StateError::Absent),
@@ -468,13 +496,14 @@ impl Held {
                 }
                 // One script call (EVALSHA, loaded again after a Redis
                 // restart), not a pipeline of them.
-                let mut call = tier.scripts.renew.prepare_invoke();
-                for (key, token) in &held {
-                    call.key(key).arg(token);
+                let keys: Vec<&str> = held.iter().map(|(k, _)| k.as_str()).collect();
+                let mut call = eval(tier.scripts.renew, &keys);
+                for (_, token) in &held {
+                    call.arg(token);
                 }
                 call.arg(tier.lease_ms());
                 let renewed = match tier.connection().await {
-                    Ok(mut conn) => tier.bounded(call.invoke_async::<()>(&mut conn)).await,
+                    Ok(mut conn) => tier.bounded(call.query_async::<()>(&mut conn)).await,
                     Err(e) => Err(e),
                 };
                 if let Err(e) = renewed {
@@ -496,12 +525,14 @@ impl Drop for Held {
         }
         let tier = Arc::clone(&self.tier);
         self.tier.handle.spawn(async move {
-            let mut call = tier.scripts.release.prepare_invoke();
-            for (key, token) in &held {
-                call.key(key).arg(token);
+            // A map iterates its keys and values in the same order.
+            let keys: Vec<&str> = held.keys().map(String::as_str).collect();
+            let mut call = eval(tier.scripts.release, &keys);
+            for token in held.values() {
+                call.arg(token);
             }
             let released = match tier.connection().await {
-                Ok(mut conn) => tier.bounded(call.invoke_async::<()>(&mut conn)).await,
+                Ok(mut conn) => tier.bounded(call.query_async::<()>(&mut conn)).await,
                 Err(e) => Err(e),
             };
             if let Err(e) = released {
