@@ -133,19 +133,15 @@ impl Drop for Redis {
     }
 }
 
-/// Per-call cost of `op` on an executor with `state_ops` initialised.
-fn per_call(
-    server: &Server,
-    op: serde_json::Value,
-    calls: usize,
-    reps: usize,
-) -> anyhow::Result<f64> {
+/// Per-call cost on an executor with `state_bench` initialised: `field`
+/// (`gets` or `sets`) calls per activation against one, the other none.
+fn per_call(server: &Server, field: &str, calls: usize, reps: usize) -> anyhow::Result<f64> {
     let agent = agent();
-    let url = format!("{}/ops/run", server.base);
-    let body = |repeat: usize| {
-        let mut op = op.clone();
-        op["repeat"] = json!(repeat);
-        serde_json::to_vec(&json!({"value": {"ops": [op]}, "namespace": "bench"})).expect("JSON")
+    let url = format!("{}/bench/run", server.base);
+    let body = |n: usize| {
+        let mut value = json!({"key": "k", "size": 1024, "gets": 0, "sets": 0});
+        value[field] = json!(n);
+        serde_json::to_vec(&json!({"value": value, "namespace": "bench"})).expect("JSON")
     };
     let (one, many) = (body(1), body(calls));
     sequential(&agent, &url, &many, 3)?;
@@ -159,20 +155,25 @@ fn per_call(
     Ok((with.p50_us - base.p50_us) / (calls - 1) as f64)
 }
 
-fn ops_for(tier: &str, server: &Server, calls: usize, reps: usize) -> anyhow::Result<Vec<OpRow>> {
+/// `get_calls` and `set_calls` per activation: a cached read costs
+/// microseconds, a Redis round trip a hundred times more.
+fn ops_for(
+    tier: &str,
+    server: &Server,
+    (get_calls, set_calls): (usize, usize),
+    reps: usize,
+) -> anyhow::Result<Vec<OpRow>> {
     post(
         &agent(),
-        &format!("{}/ops/init", server.base),
-        &init_body(ow_test_modules::STATE_OPS, "wasmtime"),
+        &format!("{}/bench/init", server.base),
+        &init_body(ow_test_modules::STATE_BENCH, "wasmtime"),
     )?;
-    let value = "x".repeat(1024);
-    // The key exists (and, on the local tier, was read once) before timing.
-    let set = json!({"op": "set", "key": "k", "value": value});
-    let get = json!({"op": "get", "key": "k", "cap": 1024});
-    per_call(server, set.clone(), 2, 1)?;
     let mut rows = Vec::new();
-    for (name, op) in [("state_get 1 KiB", get), ("state_set 1 KiB", set)] {
-        let per_call_us = per_call(server, op, calls, reps)?;
+    for (name, field, calls) in [
+        ("state_get 1 KiB", "gets", get_calls),
+        ("state_set 1 KiB", "sets", set_calls),
+    ] {
+        let per_call_us = per_call(server, field, calls, reps)?;
         eprintln!("state {tier} {name}: {per_call_us:.2} us");
         rows.push(OpRow {
             tier: tier.into(),
@@ -191,19 +192,24 @@ pub fn run(exe: &Path, quick: bool) -> anyhow::Result<StateResults> {
     };
     let mut ops = Vec::new();
     let server = Server::start(exe, &[])?;
-    ops.extend(ops_for("embedded", &server, embedded_calls, reps)?);
+    ops.extend(ops_for(
+        "embedded",
+        &server,
+        (embedded_calls, embedded_calls),
+        reps,
+    )?);
     drop(server);
     let (mut redis_get_us, mut redis_set_us) = (None, None);
     if let Some(redis) = Redis::start()? {
         let url = format!("redis://127.0.0.1:{}", redis.port);
         let server = Server::start(exe, &["--state-redis", &url])?;
-        ops.extend(ops_for("redis", &server, redis_calls, reps)?);
+        ops.extend(ops_for("redis", &server, (redis_calls, redis_calls), reps)?);
         drop(server);
         let server = Server::start(exe, &["--state-redis", &url, "--state-local-cache", "1000"])?;
         ops.extend(ops_for(
             "redis + local tier",
             &server,
-            embedded_calls,
+            (embedded_calls, redis_calls),
             reps,
         )?);
         drop(server);
@@ -270,7 +276,7 @@ fn zygote(exe: &Path, quick: bool) -> anyhow::Result<Vec<ZygoteRow>> {
 
 pub fn report(r: &StateResults) -> String {
     let mut md = String::from(
-        "\n### State calls from a guest (`state_ops`, wasmtime): per call, 1 KiB values\n\n\
+        "\n### State calls from a guest (`state_bench`, wasmtime): per call, 1 KiB values\n\n\
          | tier | call | us per call | calls per activation |\n|---|---|---|---|\n",
     );
     for o in &r.ops {

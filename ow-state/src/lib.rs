@@ -246,3 +246,113 @@ fn added(value: &[u8], delta: i64) -> (i64, Vec<u8>) {
     let new = counter(value).wrapping_add(delta);
     (new, new.to_le_bytes().to_vec())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn deadline(ms: u64) -> Deadline {
+        Deadline::new(Duration::from_millis(ms))
+    }
+
+    fn set(key: &str, value: &[u8]) -> StateOp {
+        StateOp::Set {
+            key: key.into(),
+            value: value.to_vec(),
+        }
+    }
+
+    fn get(key: &str) -> StateOp {
+        StateOp::Get {
+            key: key.into(),
+            cap: 1024,
+        }
+    }
+
+    #[tokio::test]
+    async fn namespaces_are_apart_and_the_operator_sees_what_actions_wrote() {
+        let state = State::embedded(1024);
+        let alice = state.session("alice", deadline(5_000));
+        let bob = state.session("bob", deadline(5_000));
+        alice.call(set("k", b"v")).await.unwrap();
+        assert_eq!(bob.call(get("k")).await, Err(StateError::Absent));
+        assert_eq!(alice.call(get("k")).await.unwrap().data, b"v");
+        assert_eq!(state.read("alice", "k").await.unwrap(), Some(b"v".to_vec()));
+        state.write("bob", "k", b"w".to_vec()).await.unwrap();
+        assert_eq!(bob.call(get("k")).await.unwrap().data, b"w");
+        assert!(state.remove("alice", "k").await.unwrap());
+        assert_eq!(
+            state.write("bob", "big", vec![0; 1025]).await,
+            Err(StateError::TooLarge)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lock_is_released_when_its_session_ends_and_a_wait_ends_before_the_deadline() {
+        let state = State::embedded(1024);
+        let lock = || StateOp::Lock { key: "L".into() };
+        let holder = state.session("ns", deadline(5_000));
+        holder.call(lock()).await.unwrap();
+        // Another session waits, and gives up a tenth of its limit early.
+        let waiter = state.session("ns", deadline(300));
+        let started = std::time::Instant::now();
+        assert_eq!(waiter.call(lock()).await, Err(StateError::LockTimeout));
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(250) && waited < Duration::from_millis(1000),
+            "{waited:?}"
+        );
+        // Another namespace's lock of the same name is another lock.
+        let other = state.session("other", deadline(1_000));
+        assert_eq!(other.call(lock()).await.unwrap().value, 0);
+        drop(holder);
+        let next = state.session("ns", deadline(1_000));
+        assert_eq!(next.call(lock()).await.unwrap().value, 0);
+        assert_eq!(
+            next.call(StateOp::Unlock { key: "L".into() })
+                .await
+                .unwrap()
+                .value,
+            0
+        );
+        assert_eq!(
+            next.call(StateOp::Unlock { key: "L".into() }).await,
+            Err(StateError::Absent)
+        );
+    }
+
+    #[tokio::test]
+    async fn concurrent_adds_lose_no_increment() {
+        let state = State::embedded(1024);
+        let tasks: Vec<_> = (0..64)
+            .map(|_| {
+                let session = state.session("ns", deadline(5_000));
+                tokio::spawn(async move {
+                    for _ in 0..100 {
+                        session
+                            .call(StateOp::Add {
+                                key: "n".into(),
+                                delta: 1,
+                            })
+                            .await
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let session = state.session("ns", deadline(1_000));
+        let value = session
+            .call(StateOp::Add {
+                key: "n".into(),
+                delta: 0,
+            })
+            .await
+            .unwrap()
+            .value;
+        assert_eq!(value, 6_400);
+    }
+}
