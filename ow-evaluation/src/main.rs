@@ -328,6 +328,20 @@ fn histogram(base: &str, name: &str, labels: &str) -> anyhow::Result<(f64, f64)>
     Ok((value("sum"), value("count")))
 }
 
+/// The value of the unlabelled gauge `name` on the executor's /metrics.
+fn gauge(base: &str, name: &str) -> anyhow::Result<f64> {
+    let text = agent()
+        .get(format!("{base}/metrics"))
+        .call()?
+        .body_mut()
+        .read_to_string()?;
+    let prefix = format!("{name} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .with_context(|| format!("no gauge {name}"))
+}
+
 /// Mean of a histogram over an interval, from its sums and counts at both ends.
 fn mean_us(before: (f64, f64), after: (f64, f64)) -> f64 {
     let count = after.1 - before.1;

@@ -22,6 +22,16 @@ pub struct StateResults {
     pub redis_get_us: Option<f64>,
     pub redis_set_us: Option<f64>,
     pub zygote: Vec<ZygoteRow>,
+    /// Memory per concurrent activation, `sleep` beside `zygote_table`.
+    pub zygote_rss: Vec<RssRow>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RssRow {
+    pub action: String,
+    pub concurrent: usize,
+    /// Executor RSS growth while they are all in flight, per activation.
+    pub kb_per_activation: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -222,6 +232,7 @@ pub fn run(exe: &Path, quick: bool) -> anyhow::Result<StateResults> {
         redis_get_us,
         redis_set_us,
         zygote: zygote(exe, quick)?,
+        zygote_rss: zygote_rss(exe, if quick { 100 } else { 500 })?,
     })
 }
 
@@ -241,27 +252,30 @@ fn zygote(exe: &Path, quick: bool) -> anyhow::Result<Vec<ZygoteRow>> {
             (_, false) => 200,
             (_, true) => 50,
         };
-        let mut summaries = Vec::new();
-        for (name, wasm, params) in [
+        let targets = [
             (
                 "add",
                 ow_test_modules::ADD,
                 json!({"param1": 1, "param2": 2}),
             ),
             ("zygote", ow_test_modules::ZYGOTE_TABLE, json!({"i": 12345})),
-        ] {
+        ];
+        let mut urls = Vec::new();
+        for (name, wasm, params) in targets {
             let base = format!("{}/{name}-{engine}", server.base);
             post(&agent, &format!("{base}/init"), &init_body(wasm, engine))?;
             let body = run_body(params);
             sequential(&agent, &format!("{base}/run"), &body, runs / 10)?;
-            // Interleaved would be fairer; consecutive is what users see.
-            summaries.push(summarize(&sequential(
-                &agent,
-                &format!("{base}/run"),
-                &body,
-                runs,
-            )?));
+            urls.push((format!("{base}/run"), body));
         }
+        // Interleaved, so that both see the same machine: this one drifts.
+        let mut samples = [Vec::new(), Vec::new()];
+        for _ in 0..runs {
+            for (i, (url, body)) in urls.iter().enumerate() {
+                samples[i].push(post(&agent, url, body)?.0);
+            }
+        }
+        let summaries = [summarize(&samples[0]), summarize(&samples[1])];
         let row = ZygoteRow {
             engine: (*engine).into(),
             add: summaries[0],
@@ -270,6 +284,61 @@ fn zygote(exe: &Path, quick: bool) -> anyhow::Result<Vec<ZygoteRow>> {
         };
         eprintln!("zygote {engine}: +{:.1} us over add", row.extra_us);
         rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// `n` activations in flight at once, asleep, of `sleep` and of
+/// `zygote_table` (each reading one entry of its 16 MiB snapshot): the
+/// executor's RSS growth per activation. The snapshot's pages are the
+/// module's copy-on-write image: an activation pays for what it touches.
+fn zygote_rss(exe: &Path, n: usize) -> anyhow::Result<Vec<RssRow>> {
+    let server = Server::start(exe, &[])?;
+    let agent = agent();
+    let mut rows = Vec::new();
+    for (name, wasm, params) in [
+        ("sleep", ow_test_modules::SLEEP, json!({"ms": 3000})),
+        (
+            "zygote_table",
+            ow_test_modules::ZYGOTE_TABLE,
+            json!({"i": 12345, "sleep_ms": 3000}),
+        ),
+    ] {
+        let base = format!("{}/{name}", server.base);
+        post(
+            &agent,
+            &format!("{base}/init"),
+            &init_body(wasm, "wasmtime"),
+        )?;
+        let mut warm = params.clone();
+        warm[if name == "sleep" { "ms" } else { "sleep_ms" }] = json!(0);
+        sequential(&agent, &format!("{base}/run"), &run_body(warm), 20)?;
+        let before = server.rss_kb();
+        let body = run_body(params);
+        let peak = std::thread::scope(|s| {
+            for _ in 0..n {
+                let (url, body) = (format!("{base}/run"), body.clone());
+                s.spawn(move || post(&crate::agent(), &url, &body).map(|_| ()));
+            }
+            // All in flight (the executor's gauge), then measure once.
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let in_flight =
+                    crate::gauge(&server.base, "ow_activations_in_flight").unwrap_or(0.0);
+                if in_flight as usize >= n || Instant::now() > deadline {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            server.rss_kb()
+        });
+        let kb = (peak.saturating_sub(before)) as f64 / n as f64;
+        eprintln!("rss {name}: {kb:.0} KB per activation ({n} in flight)");
+        rows.push(RssRow {
+            action: name.into(),
+            concurrent: n,
+            kb_per_activation: kb,
+        });
     }
     Ok(rows)
 }
@@ -313,6 +382,13 @@ pub fn report(r: &StateResults) -> String {
         md.push_str(&format!(
             "| {} | {:.0} | {:.0} | {:.0} | {:.0} |\n",
             z.engine, z.add.p50_us, z.snapshot.p50_us, z.snapshot.p99_us, z.extra_us
+        ));
+    }
+    md.push_str("\n| action (wasmtime), all in flight at once | activations | executor RSS growth per activation KB |\n|---|---|---|\n");
+    for row in &r.zygote_rss {
+        md.push_str(&format!(
+            "| {} | {} | {:.0} |\n",
+            row.action, row.concurrent, row.kb_per_activation
         ));
     }
     md

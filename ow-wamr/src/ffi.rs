@@ -397,9 +397,9 @@ unsafe extern "C" fn state_native(exec_env: sys::wasm_exec_env_t, args: *mut u64
     };
     let message = CString::new(message).unwrap_or_default();
     // SAFETY: the exec env is live (we are called from it), so is its
-    // instance; WAMR copies the message. The watch lock is taken by the
-    // caller of `Instance::call`'s readers; setting the exception here
-    // happens on the instance's own thread, before `call` returns.
+    // instance; WAMR copies the message, under its exception lock
+    // (`wasm_set_exception_local` in wasm_runtime_common.c), the lock a
+    // concurrent `wasm_runtime_terminate` from the deadline takes too.
     unsafe {
         let inst = sys::wasm_runtime_get_module_inst(exec_env);
         sys::wasm_runtime_set_exception(inst, message.as_ptr());

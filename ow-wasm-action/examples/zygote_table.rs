@@ -53,6 +53,10 @@ fn lookup(params: Value) -> Result<Value, String> {
         .ok()
         .and_then(|i| table.get(i))
         .ok_or_else(|| format!("`i` must be below {ENTRIES}"))?;
+    // `sleep_ms` keeps the activation in flight (to count its memory).
+    if let Some(ms) = params["sleep_ms"].as_u64() {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
     Ok(json!({
         "i": i,
         "value": value,
