@@ -22,6 +22,12 @@ pub trait Host: Send + Sync {
     /// It returns by the activation's deadline at the latest (a lock wait
     /// then gives [`StateError::LockTimeout`]). Without a state backend:
     /// [`StateError::Unavailable`].
+    /// The largest state value: longer ones are refused (`-2`) before they
+    /// are copied out of the guest.
+    fn max_value_bytes(&self) -> usize {
+        usize::MAX
+    }
+
     async fn state(&self, op: StateOp) -> StateResult {
         let _ = op;
         Err(StateError::Unavailable)

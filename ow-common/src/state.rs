@@ -245,11 +245,16 @@ pub struct Delivery {
     out: Option<(u32, u32)>,
     /// The import's result type.
     result: Ty,
+    /// Refused before the host was asked (a value over the size limit,
+    /// not even copied out of the guest).
+    refused: Option<StateError>,
 }
 
 /// Decode a call of `import` with `args` (each `i32` given as its value
 /// sign-extended to `i64`), reading from guest memory with `read(ptr,
 /// len)`, which checks the range. `memory_size` bounds the output buffer.
+/// A value longer than `max_value` (or written past it) is not copied:
+/// the call is refused with [`StateError::TooLarge`] ([`Delivery::refused`]).
 ///
 /// # Errors
 /// [`Error::Abi`] for a range outside memory, a key that is not UTF-8 or
@@ -259,8 +264,10 @@ pub fn decode(
     import: ImportId,
     args: &[i64],
     memory_size: usize,
+    max_value: usize,
     read: &mut dyn FnMut(u32, u32) -> Result<Vec<u8>>,
 ) -> Result<(StateOp, Delivery)> {
+    let mut refused = None;
     {
         let spec = IMPORTS
             .get(import)
@@ -287,6 +294,15 @@ pub fn decode(
             String::from_utf8(bytes)
                 .map_err(|_| Error::Abi(format!("{}: the key is not UTF-8", spec.name)))?
         };
+        // A value: its range checked, then copied unless it is too large.
+        let mut value = |ptr: u32, len: u32, end: Option<u64>| -> Result<Vec<u8>> {
+            crate::abi::guest_range(ptr, len, memory_size, "a state value")?;
+            if end.is_none_or(|end| end > max_value as u64) {
+                refused = Some(StateError::TooLarge);
+                return Ok(Vec::new());
+            }
+            read(ptr, len)
+        };
         let out = |ptr: u32, cap: u32| -> Result<Option<(u32, u32)>> {
             crate::abi::guest_range(ptr, cap, memory_size, "the state buffer")?;
             Ok(Some((ptr, cap)))
@@ -296,14 +312,14 @@ pub fn decode(
             "state_set" => (
                 StateOp::Set {
                     key,
-                    value: read(u(2), u(3))?,
+                    value: value(u(2), u(3), Some(u64::from(u(3))))?,
                 },
                 None,
             ),
             "state_append" => (
                 StateOp::Append {
                     key,
-                    value: read(u(2), u(3))?,
+                    value: value(u(2), u(3), Some(u64::from(u(3))))?,
                 },
                 None,
             ),
@@ -316,14 +332,18 @@ pub fn decode(
                 },
                 out(u(3), u(4))?,
             ),
-            "state_set_range" => (
-                StateOp::SetRange {
-                    key,
-                    offset: offset(args[2])?,
-                    value: read(u(3), u(4))?,
-                },
-                None,
-            ),
+            "state_set_range" => {
+                let offset = offset(args[2])?;
+                let end = offset.checked_add(u64::from(u(4)));
+                (
+                    StateOp::SetRange {
+                        key,
+                        offset,
+                        value: value(u(3), u(4), end)?,
+                    },
+                    None,
+                )
+            }
             "state_add" => (
                 StateOp::Add {
                     key,
@@ -340,6 +360,7 @@ pub fn decode(
             Delivery {
                 out,
                 result: spec.result,
+                refused,
             },
         ))
     }
@@ -349,6 +370,11 @@ impl Delivery {
     /// The import's result type.
     pub fn result_type(&self) -> Ty {
         self.result
+    }
+
+    /// Why the call is answered without asking the host, if it is.
+    pub fn refused(&self) -> Option<StateError> {
+        self.refused
     }
 
     /// Deliver `result`: copy its bytes with `write(ptr, bytes)` and return
@@ -410,17 +436,29 @@ mod tests {
             let r = crate::abi::guest_range(ptr, len, mem.len(), "test")?;
             Ok(mem[r].to_vec())
         };
-        decode(import_id(import).unwrap(), args, mem.len(), &mut read)
+        decode(import_id(import).unwrap(), args, mem.len(), 4, &mut read)
     }
 
     #[test]
     fn calls_decode_into_owned_operations() {
-        let op = call("state_set", &[0, 3, 16, 5]).unwrap().0;
+        // Over the limit (4 bytes here): refused, not copied.
+        let (op, delivery) = call("state_set", &[0, 3, 16, 5]).unwrap();
+        assert_eq!(delivery.refused(), Some(StateError::TooLarge));
         assert_eq!(
             op,
             StateOp::Set {
                 key: "key".into(),
-                value: b"hello".to_vec()
+                value: Vec::new()
+            }
+        );
+        let (_, delivery) = call("state_set_range", &[0, 3, 2, 16, 3]).unwrap();
+        assert_eq!(delivery.refused(), Some(StateError::TooLarge));
+        let op = call("state_set", &[0, 3, 16, 4]).unwrap().0;
+        assert_eq!(
+            op,
+            StateOp::Set {
+                key: "key".into(),
+                value: b"hell".to_vec()
             }
         );
         let op = call("state_get_range", &[0, 3, 7, 64, 10]).unwrap().0;

@@ -36,6 +36,10 @@ impl Host for ActivationHost {
         self.namespace.as_deref()
     }
 
+    fn max_value_bytes(&self) -> usize {
+        self.state.max_value_bytes()
+    }
+
     async fn state(&self, op: StateOp) -> StateResult {
         self.state.call(op).await
     }

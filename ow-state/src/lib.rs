@@ -167,6 +167,11 @@ impl std::fmt::Debug for Session {
 }
 
 impl Session {
+    /// The largest value a key may hold.
+    pub fn max_value_bytes(&self) -> usize {
+        self.state.max_value_bytes
+    }
+
     /// Answer one operation of the guest. Returns by the deadline: a lock
     /// wait with [`StateError::LockTimeout`], anything else with
     /// [`StateError::Unavailable`] (the activation is ending anyway).

@@ -440,11 +440,15 @@ unsafe fn state_call(exec_env: sys::wasm_exec_env_t, args: *mut u64) -> Result<(
         .collect();
     // SAFETY: a live instance.
     let size = unsafe { memory_size_of(inst) };
-    let (op, delivery) = state::decode(id, &values, size, &mut |ptr, len| {
+    let max = ctx.host.max_value_bytes();
+    let (op, delivery) = state::decode(id, &values, size, max, &mut |ptr, len| {
         // SAFETY: a live instance; no guest code runs during the copy.
         Ok(unsafe { guest_bytes(inst, ptr, len) }?.to_vec())
     })?;
-    let result = ctx.handle.block_on(ctx.host.state(op));
+    let result = match delivery.refused() {
+        Some(e) => Err(e),
+        None => ctx.handle.block_on(ctx.host.state(op)),
+    };
     let ty = delivery.result_type();
     let ret = delivery.finish(result, &mut |ptr, bytes| {
         // SAFETY: a live instance; no guest code runs during the copy. The

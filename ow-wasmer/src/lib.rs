@@ -554,7 +554,8 @@ fn state_call(
     })?;
     let view = memory.view(&store);
     let size = view.data_size() as usize;
-    let (op, delivery) = state::decode(id, &args, size, &mut |ptr, len| {
+    let max = data.host.max_value_bytes();
+    let (op, delivery) = state::decode(id, &args, size, max, &mut |ptr, len| {
         abi::guest_range(ptr, len, size, "a state argument")?;
         let mut buf = vec![0; len as usize];
         view.read(u64::from(ptr), &mut buf)
@@ -562,7 +563,10 @@ fn state_call(
         Ok(buf)
     })
     .map_err(user)?;
-    let result = data.handle.block_on(data.host.state(op));
+    let result = match delivery.refused() {
+        Some(e) => Err(e),
+        None => data.handle.block_on(data.host.state(op)),
+    };
     let ty = delivery.result_type();
     let ret = delivery
         .finish(result, &mut |ptr, bytes| {

@@ -110,13 +110,17 @@ async fn state_call(
         .ok_or_else(|| Error::Abi("ow_host_v1 needs the module's exported memory".into()))?;
     let (op, delivery) = {
         let data = memory.data(&*caller);
-        state::decode(id, &args, data.len(), &mut |ptr, len| {
+        let max = caller.data().host.max_value_bytes();
+        state::decode(id, &args, data.len(), max, &mut |ptr, len| {
             let range = abi::guest_range(ptr, len, data.len(), "a state argument")?;
             Ok(data[range].to_vec())
         })?
     };
     let host = Arc::clone(&caller.data().host);
-    let result = host.state(op).await;
+    let result = match delivery.refused() {
+        Some(e) => Err(e),
+        None => host.state(op).await,
+    };
     let ret = delivery.finish(result, &mut |ptr, bytes| {
         memory
             .write(&mut *caller, ptr as usize, bytes)
