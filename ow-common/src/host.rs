@@ -18,16 +18,16 @@ pub trait Host: Send + Sync {
     /// The namespace the activation runs in (what host calls are scoped by).
     fn namespace(&self) -> Option<&str>;
 
-    /// Answer one state operation of the guest, scoped by the namespace.
-    /// It returns by the activation's deadline at the latest (a lock wait
-    /// then gives [`StateError::LockTimeout`]). Without a state backend:
-    /// [`StateError::Unavailable`].
     /// The largest state value: longer ones are refused (`-2`) before they
     /// are copied out of the guest.
     fn max_value_bytes(&self) -> usize {
         usize::MAX
     }
 
+    /// Answer one state operation of the guest, scoped by the namespace.
+    /// It returns by the activation's deadline at the latest (a lock wait
+    /// then gives [`StateError::LockTimeout`]). Without a state backend:
+    /// [`StateError::Unavailable`].
     async fn state(&self, op: StateOp) -> StateResult {
         let _ = op;
         Err(StateError::Unavailable)

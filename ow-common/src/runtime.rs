@@ -165,7 +165,7 @@ pub trait WasmRuntime: Send + Sync {
     ) -> Result<Vec<u8>> {
         let _ = (wasm, env, time_limit);
         Err(crate::Error::Unsupported(format!(
-            "{} has no precompiled form",
+            "{} cannot make proto-function snapshots",
             self.name()
         )))
     }

@@ -179,9 +179,10 @@ pub struct Cli {
     pub state_lock_lease: Duration,
 
     /// With --state-redis: keep up to this many values this executor read in
-    /// its memory, invalidated by Redis (client-side caching), so reads of
-    /// unchanged keys make no round trip. It may hold this many times
-    /// --state-max-value-bytes. 0: every read goes to Redis.
+    /// its memory, invalidated by Redis (client-side caching on one shared
+    /// connection), so reads of unchanged keys make no round trip. It may
+    /// hold this many times --state-max-value-bytes. 0: every read goes to
+    /// Redis (on a connection per calling runtime).
     #[arg(long, env = "OW_STATE_LOCAL_CACHE", default_value_t = 0)]
     pub state_local_cache: usize,
 

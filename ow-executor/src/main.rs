@@ -50,7 +50,8 @@ fn main() -> anyhow::Result<()> {
         }),
         memory_budget: cli.memory_budget.bytes(),
         max_concurrent_inits: cli.max_concurrent_inits as usize,
-        admin_token: cli.admin_token.clone(),
+        // An empty token would match a request without one: closed.
+        admin_token: cli.admin_token.clone().filter(|t| !t.is_empty()),
     };
     if let Some(bytes) = settings.memory_budget {
         tracing::info!(mib = bytes >> 20, "memory budget");
@@ -76,6 +77,11 @@ fn main() -> anyhow::Result<()> {
         let store = match &cli.state_redis {
             None => ow_state::State::embedded(cli.state_max_value_bytes),
             Some(url) => {
+                if cli.state_lock_lease < std::time::Duration::from_millis(100) {
+                    anyhow::bail!(
+                        "--state-lock-lease must be at least 100ms (it is renewed every third of it)"
+                    );
+                }
                 let mut options = ow_state::RedisOptions::new(url.as_str());
                 options.op_timeout = cli.state_op_timeout;
                 options.lock_lease = cli.state_lock_lease;

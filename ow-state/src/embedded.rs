@@ -77,6 +77,9 @@ impl Embedded {
                 .get(key)
                 .map(|v| range_reply(v, offset, len))
                 .ok_or(StateError::Absent),
+            // Nothing to write: nothing changes, as Redis's SETRANGE does
+            // (no key is created, no gap is filled).
+            StateOp::SetRange { value, .. } if value.is_empty() => Ok(StateReply::value(0)),
             StateOp::SetRange { offset, value, .. } => {
                 // The caller checked offset + len against the limit.
                 let start = offset as usize;

@@ -84,6 +84,7 @@ struct Scripts {
     add: &'static str,
     renew: &'static str,
     release: &'static str,
+    acquire: &'static str,
     unlock: &'static str,
 }
 
@@ -118,6 +119,10 @@ impl Scripts {
             release: "for i = 1, #KEYS do \
                  if redis.call('GET', KEYS[i]) == ARGV[i] then redis.call('DEL', KEYS[i]) end \
                  end return 0",
+            // Take the lock for token ARGV[1], or confirm it is ours already.
+            acquire: "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end \
+                 if redis.call('GET', KEYS[1]) == ARGV[1] then \
+                 redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end return 0",
             unlock: "if redis.call('GET', KEYS[1]) == ARGV[1] then \
                  return redis.call('DEL', KEYS[1]) else return 0 end",
         }
@@ -210,7 +215,11 @@ impl RedisTier {
         if let Some(conn) = self.live() {
             return Ok(conn);
         }
-        let _one = self.reconnecting.lock().await;
+        let Ok(_one) =
+            tokio::time::timeout(self.options.op_timeout, self.reconnecting.lock()).await
+        else {
+            return Err(StateError::Unavailable);
+        };
         if let Some(conn) = self.live() {
             return Ok(conn);
         }
@@ -239,9 +248,9 @@ impl RedisTier {
                 .get_multiplexed_async_connection_with_config(&config)
                 .await
         };
-        let connect = match tokio::runtime::Handle::try_current() {
-            Ok(current) => current.spawn(connect),
-            Err(_) => self.handle.spawn(connect),
+        let connect = match (tokio::runtime::Handle::try_current(), self.link_key()) {
+            (Ok(current), Some(_)) => current.spawn(connect),
+            _ => self.handle.spawn(connect),
         };
         let conn = match tokio::time::timeout(self.options.op_timeout, connect).await {
             Ok(Ok(Ok(conn))) => conn,
@@ -255,7 +264,7 @@ impl RedisTier {
             }
         };
         lock(&self.links).insert(
-            runtime_id(),
+            self.link_key(),
             Link {
                 conn: conn.clone(),
                 alive,
@@ -264,9 +273,19 @@ impl RedisTier {
         Ok(conn)
     }
 
+    /// Whose connection the caller uses: its runtime's, or with a local
+    /// cache the one shared connection (a cache is only consistent with
+    /// the writes fenced on its own connection, so there is one).
+    fn link_key(&self) -> Option<tokio::runtime::Id> {
+        match self.options.local_cache_entries {
+            0 => runtime_id(),
+            _ => None,
+        }
+    }
+
     fn live(&self) -> Option<MultiplexedConnection> {
         lock(&self.links)
-            .get(&runtime_id())
+            .get(&self.link_key())
             .filter(|l| l.alive.load(Ordering::SeqCst))
             .map(|l| l.conn.clone())
     }
@@ -274,7 +293,7 @@ impl RedisTier {
     /// Drop the caller's connection after a failure: its next call
     /// reconnects, with a cache of its own.
     fn broken(&self) {
-        if let Some(link) = lock(&self.links).remove(&runtime_id()) {
+        if let Some(link) = lock(&self.links).remove(&self.link_key()) {
             link.alive.store(false, Ordering::SeqCst);
         }
     }
@@ -410,6 +429,11 @@ impl RedisTier {
 pub(crate) struct Held {
     tier: Arc<RedisTier>,
     tokens: Arc<Mutex<HashMap<String, String>>>,
+    /// Tokens of lock attempts that may have reached Redis without their
+    /// answer reaching us (the wait was cut at the deadline, or the call
+    /// timed out): reused by the next attempt on that key, released with
+    /// the held ones (compare-and-delete: harmless if never taken).
+    pending: Mutex<HashMap<String, String>>,
     renewer: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -422,6 +446,7 @@ impl Held {
         Self {
             tier: Arc::clone(tier),
             tokens: Arc::default(),
+            pending: Mutex::default(),
             renewer: Mutex::new(None),
         }
     }
@@ -433,19 +458,24 @@ impl Held {
             return Ok(StateReply::value(0));
         }
         let tier = &self.tier;
-        let token = tier.token();
+        // Recorded before the first attempt: if this future is dropped with
+        // an attempt in flight, the session still releases what it may hold.
+        let token = lock(&self.pending)
+            .entry(key.clone())
+            .or_insert_with(|| tier.token())
+            .clone();
         let mut pause = Duration::from_millis(1);
         loop {
             let mut conn = tier.connection().await?;
-            let set = cmd("SET")
-                .arg(&key)
+            // Idempotent for one token: an attempt whose answer was lost
+            // is taken again, not waited for.
+            let take = eval(tier.scripts.acquire, &[&key])
                 .arg(&token)
-                .arg("NX")
-                .arg("PX")
                 .arg(tier.lease_ms())
                 .clone();
-            let taken: Option<String> = tier.bounded(set.query_async(&mut conn)).await?;
-            if taken.is_some() {
+            let taken: i64 = tier.bounded(take.query_async(&mut conn)).await?;
+            if taken == 1 {
+                lock(&self.pending).remove(&key);
                 lock(&self.tokens).insert(key, token);
                 self.renew_while_held();
                 return Ok(StateReply::value(0));
@@ -456,14 +486,18 @@ impl Held {
     }
 
     pub(crate) async fn unlock(&self, key: &str) -> StateResult {
-        let token = lock(&self.tokens).remove(key);
+        let token = lock(&self.tokens).get(key).cloned();
         let Some(token) = token else {
             return Err(StateError::Absent);
         };
         let tier = &self.tier;
         let mut conn = tier.connection().await?;
         let unlock = eval(tier.scripts.unlock, &[key]).arg(token).clone();
-        match tier.bounded(unlock.query_async::<i64>(&mut conn)).await? {
+        // Forgotten only once Redis answered: a failed unlock leaves the
+        // lock with the session, which releases it when it ends.
+        let answer = tier.bounded(unlock.query_async::<i64>(&mut conn)).await?;
+        lock(&self.tokens).remove(key);
+        match answer {
             // The lease ran out (Redis unreachable for a whole lease) and
             // the lock is someone else's now, or nobody's.
             0 => Err(StateError::Absent),
@@ -519,7 +553,8 @@ impl Drop for Held {
         if let Some(renewer) = lock(&self.renewer).take() {
             renewer.abort();
         }
-        let held = std::mem::take(&mut *lock(&self.tokens));
+        let mut held = std::mem::take(&mut *lock(&self.tokens));
+        held.extend(std::mem::take(&mut *lock(&self.pending)));
         if held.is_empty() {
             return;
         }

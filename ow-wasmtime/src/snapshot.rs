@@ -100,18 +100,21 @@ impl WasmtimeRuntime {
             };
             Error::Trap(format!("the zygote ({EXPORT_ZYGOTE}) failed: {detail}"))
         };
-        let instance = self
-            .linker
-            .instantiate_async(&mut store, &module)
-            .await
-            .map_err(zygote_failed)?;
-        for name in [EXPORT_INITIALIZE, EXPORT_ZYGOTE] {
-            if let Ok(func) = instance.get_typed_func::<(), ()>(&mut store, name) {
-                func.call_async(&mut store, ())
-                    .await
-                    .map_err(zygote_failed)?;
+        // The epoch callback stops a computing zygote; this, one waiting in
+        // a host call (a WASI sleep).
+        let run = async {
+            let instance = self.linker.instantiate_async(&mut store, &module).await?;
+            for name in [EXPORT_INITIALIZE, EXPORT_ZYGOTE] {
+                if let Ok(func) = instance.get_typed_func::<(), ()>(&mut store, name) {
+                    func.call_async(&mut store, ()).await?;
+                }
             }
-        }
+            wasmtime::Result::Ok(instance)
+        };
+        let instance = match tokio::time::timeout(time_limit, run).await {
+            Ok(done) => done.map_err(zygote_failed)?,
+            Err(_) => return Err(zygote_failed(Trap::Interrupt.into())),
+        };
         let mut state = Snapshotted {
             store: &mut store,
             instance,

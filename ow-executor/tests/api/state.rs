@@ -116,6 +116,8 @@ pub fn every_function_on_both_tiers(engine: &str) {
                 {"op": "get", "key": "s"},
                 {"op": "set", "key": "empty", "value": ""},
                 {"op": "get", "key": "empty"},
+                {"op": "set_range", "key": "nothing", "offset": 100, "value": ""},
+                {"op": "get", "key": "nothing"},
             ]),
         );
         let code = |i: usize| r[i]["code"].as_i64().unwrap();
@@ -150,6 +152,11 @@ pub fn every_function_on_both_tiers(engine: &str) {
         assert_eq!(code(16), 0x6261 + 1, "{tier}");
         assert_eq!(code(17), 8, "{tier}");
         assert_eq!(code(19), 0, "{tier}: an empty value is not absent");
+        assert_eq!(
+            (code(20), code(21)),
+            (0, -1),
+            "{tier}: writing nothing creates nothing"
+        );
 
         // The size limit: -2, and nothing written.
         let c = codes(
@@ -417,6 +424,10 @@ pub fn the_upload_endpoint_needs_the_operator_token() {
     let closed = spawn_app_with("wasmtime", &[], &[]);
     let (status, body) = put(&closed, "/state/alice/data", None, b"x");
     assert_eq!(status, 403, "{body}");
+    // An empty token would match a request without one: still closed.
+    let empty = spawn_app_with("wasmtime", &["--admin-token", ""], &[]);
+    assert_eq!(put(&empty, "/state/alice/data", None, b"x").0, 403);
+    assert_eq!(put(&empty, "/state/alice/data", Some(""), b"x").0, 403);
 
     let app = spawn_app_with("wasmtime", &["--admin-token", "s3cret"], &[]);
     app.init_ok(modules::STATE_OPS);
