@@ -485,8 +485,10 @@ pub(crate) struct Instance<'m> {
     inst: sys::wasm_module_inst_t,
     exec_env: sys::wasm_exec_env_t,
     watch: Arc<Watch>,
-    /// The exec env's user data points here; dropped after the instance.
-    _host: Box<HostCtx>,
+    /// The exec env's user data: a leaked box (a raw pointer from the
+    /// start, so moving the `Instance` never invalidates it), freed in
+    /// `Drop` after the instance is gone.
+    host: *mut HostCtx,
     _module: PhantomData<&'m LoadedModule>,
 }
 
@@ -578,18 +580,15 @@ impl<'m> Instance<'m> {
             exec_env,
             watch,
             _module: PhantomData,
-            _host: Box::new(settings.host),
+            host: Box::into_raw(Box::new(settings.host)),
         };
         if exec_env.is_null() {
             return Err(Error::Resources("cannot create a WAMR exec env".into()));
         }
-        // SAFETY: a live exec env; the box outlives the instance (a field of
-        // it, dropped after `Drop::drop` deinstantiates), and is only read
-        // through this pointer (`state_call`).
-        unsafe {
-            let host: *const HostCtx = &*instance._host;
-            sys::wasm_runtime_set_user_data(exec_env, host.cast_mut().cast());
-        }
+        // SAFETY: a live exec env; the pointer stays valid until `Drop`
+        // frees it, after deinstantiating, and is only read through
+        // (`state_call` makes a shared reference for one call).
+        unsafe { sys::wasm_runtime_set_user_data(exec_env, instance.host.cast()) };
         *instance
             .watch
             .live
@@ -759,5 +758,8 @@ impl Drop for Instance<'_> {
         *self.watch.live.lock().unwrap_or_else(|e| e.into_inner()) = None;
         // SAFETY: a live instance created on this thread.
         unsafe { sys::wasm_runtime_deinstantiate(self.inst) };
+        // SAFETY: from `Box::into_raw` in `new`, freed once, here; the
+        // instance whose exec env pointed to it is gone.
+        drop(unsafe { Box::from_raw(self.host) });
     }
 }
