@@ -53,15 +53,25 @@ fn state_error(e: StateError, max: usize) -> ApiError {
     }
 }
 
+/// The authorised request's namespace and key.
+fn target(
+    state: &AppState,
+    req: &HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Result<(String, String), ApiError> {
+    authorize(state, req)?;
+    let (namespace, key) = path.into_inner();
+    check_key(&key)?;
+    Ok((namespace, key))
+}
+
 async fn put(
     state: Data<AppState>,
     req: HttpRequest,
     path: web::Path<(String, String)>,
     body: Payload,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&state, &req)?;
-    let (namespace, key) = path.into_inner();
-    check_key(&key)?;
+    let (namespace, key) = target(&state, &req, path)?;
     let max = state.state.max_value_bytes();
     let bytes = read_body(body, max).await?;
     state
@@ -77,9 +87,7 @@ async fn get(
     req: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&state, &req)?;
-    let (namespace, key) = path.into_inner();
-    check_key(&key)?;
+    let (namespace, key) = target(&state, &req, path)?;
     let max = state.state.max_value_bytes();
     match state
         .state
@@ -101,9 +109,7 @@ async fn delete(
     req: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&state, &req)?;
-    let (namespace, key) = path.into_inner();
-    check_key(&key)?;
+    let (namespace, key) = target(&state, &req, path)?;
     let max = state.state.max_value_bytes();
     match state
         .state

@@ -52,6 +52,33 @@ struct ActivationState {
     host: Arc<dyn Host>,
 }
 
+impl ActivationState {
+    /// A store for one instance: `wasi`, `host`, and the caps of `limits`
+    /// (one instance, one memory, its size and table elements).
+    fn store(
+        engine: &Engine,
+        wasi: WasiP1Ctx,
+        limits: &Limits,
+        host: Arc<dyn Host>,
+    ) -> Store<Self> {
+        let caps = StoreLimitsBuilder::new()
+            .memory_size(limits.max_memory_bytes)
+            .instances(1)
+            .memories(1)
+            .tables(16)
+            .table_elements(limits.max_table_elements as usize)
+            .build();
+        let state = Self {
+            wasi,
+            limits: caps,
+            host,
+        };
+        let mut store = Store::new(engine, state);
+        store.limiter(|s| &mut s.limits);
+        store
+    }
+}
+
 /// Link the `ow_host_v1` state functions (ABI version 2,
 /// [`ow_common::state`]). Each is an async host function: it reads its
 /// arguments from the guest's memory, awaits the activation's host context
@@ -437,17 +464,12 @@ impl WasmtimeAction {
                     Error::Resources(format!("cannot open the scratch directory: {e:#}"))
                 })?;
         }
-        let wasi = wasi.build_p1();
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(self.limits.max_memory_bytes)
-            .instances(1)
-            .memories(1)
-            .tables(16)
-            .table_elements(self.limits.max_table_elements as usize)
-            .build();
-        let state = ActivationState { wasi, limits, host };
-        let mut store = Store::new(self.pre.module().engine(), state);
-        store.limiter(|s| &mut s.limits);
+        let mut store = ActivationState::store(
+            self.pre.module().engine(),
+            wasi.build_p1(),
+            &self.limits,
+            host,
+        );
         // A running guest yields to the worker at every epoch tick. tokio's
         // `yield_now` lets the worker poll its sockets and timers before
         // the guest resumes, so requests on the same worker are served

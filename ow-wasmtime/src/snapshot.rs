@@ -8,7 +8,7 @@ use ow_common::abi::{EXPORT_INITIALIZE, EXPORT_ZYGOTE};
 use ow_common::{Error, NoHost, Result};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wasmtime::{Instance, Module, Store, StoreLimitsBuilder, Trap, UpdateDeadline, Val};
+use wasmtime::{Instance, Module, Store, Trap, UpdateDeadline, Val};
 use wasmtime_wizer::{InstanceState, SnapshotVal, Wizer};
 
 /// The instance a snapshot is read from.
@@ -65,20 +65,12 @@ impl WasmtimeRuntime {
             .stderr(sink)
             .args(&["zygote"])
             .envs(env);
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(self.limits.max_memory_bytes)
-            .instances(1)
-            .memories(1)
-            .tables(16)
-            .table_elements(self.limits.max_table_elements as usize)
-            .build();
-        let state = ActivationState {
-            wasi: wasi.build_p1(),
-            limits,
-            host: Arc::new(NoHost),
-        };
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limits);
+        let mut store = ActivationState::store(
+            &self.engine,
+            wasi.build_p1(),
+            &self.limits,
+            Arc::new(NoHost),
+        );
         // The zygote runs to the action's time limit, checked at every
         // epoch tick (the ticker runs while it is busy).
         let _busy = self.ticker.busy();
