@@ -113,6 +113,18 @@ pub fn decode_package(code: &str, binary: bool) -> Result<Package, ArtifactError
         }
         Err(_) => return Err(text_code()),
     };
+    if !binary && !bytes.starts_with(WASM_MAGIC) && !bytes.starts_with(ZIP_MAGIC) {
+        return Err(text_code());
+    }
+    package_from_bytes(bytes)
+}
+
+/// The package in `bytes`: a module, or a zip holding one (with its
+/// artifacts). What the function store keeps and OCI layers hold.
+///
+/// # Errors
+/// [`ArtifactError::Load`] for a bad zip or bytes that are neither.
+pub fn package_from_bytes(bytes: Vec<u8>) -> Result<Package, ArtifactError> {
     if bytes.starts_with(WASM_MAGIC) {
         Ok(Package {
             wasm: bytes,
@@ -132,12 +144,10 @@ pub fn decode_package(code: &str, binary: bool) -> Result<Package, ArtifactError
             wasm,
             archive: Some(archive),
         })
-    } else if binary {
+    } else {
         Err(ArtifactError::Load(
             "The code is neither a WebAssembly module nor a zip archive holding one.".into(),
         ))
-    } else {
-        Err(text_code())
     }
 }
 
