@@ -87,6 +87,15 @@ missing_packages() {
         command -v redis-server >/dev/null 2>&1 && command -v redis-benchmark >/dev/null 2>&1 ||
             missing+=(redis-server)
     fi
+    # The function store's tests and benchmarks push images to a real
+    # registry (Distribution 2.8, /usr/bin/docker-registry) with skopeo,
+    # and drive the OpenWhisk API with Apache's npm client (node, npm).
+    if [ "$recipe" = test ] || [ "$recipe" = bench ] || [ "$recipe" = bench-quick ]; then
+        command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
+        command -v skopeo >/dev/null 2>&1 || missing+=(skopeo)
+        command -v node >/dev/null 2>&1 || missing+=(nodejs)
+        command -v npm >/dev/null 2>&1 || missing+=(npm)
+    fi
     echo "${missing[*]}"
 }
 

@@ -190,6 +190,40 @@ pub struct Cli {
     /// (`PUT/GET/DELETE /state/{namespace}/{key}`); closed without one.
     #[arg(long, env = "OW_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+
+    /// Keep functions in this directory (created if missing) and serve the
+    /// function APIs on this port: OpenFaaS's faas-provider
+    /// (`/system/...`, `/function/{name}`), WasmEngine's (`/function/deploy`,
+    /// ...) and OpenWhisk's (`/api/v1/namespaces/...`).
+    #[arg(long, env = "OW_STORE_DIR")]
+    pub store_dir: Option<PathBuf>,
+
+    /// The credentials of the function APIs, OpenWhisk's `uuid:key` form,
+    /// checked as HTTP basic auth (user uuid, password key).
+    #[arg(long, env = "OW_AUTH", hide_env_values = true)]
+    pub auth: Option<String>,
+
+    /// The namespace of --auth's key: where its functions live.
+    #[arg(long, env = "OW_NAMESPACE", default_value = "guest")]
+    pub namespace: String,
+
+    /// Serve the function APIs without credentials: only on a loopback
+    /// --host.
+    #[arg(long)]
+    pub no_auth: bool,
+
+    /// A registry (`host[:port]`) to pull function images from over plain
+    /// HTTP; loopback registries always are. Repeatable.
+    #[arg(
+        long = "insecure-registry",
+        env = "OW_INSECURE_REGISTRIES",
+        value_delimiter = ','
+    )]
+    pub insecure_registries: Vec<String>,
+
+    /// The longest pull of a function image.
+    #[arg(long, env = "OW_REGISTRY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub registry_timeout: Duration,
 }
 
 /// wasmer's compilers.

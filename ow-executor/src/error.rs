@@ -29,6 +29,12 @@ pub enum ApiError {
     /// The activation failed; the message is the engine-neutral one.
     #[error(transparent)]
     Action(ow_common::Error),
+    /// A create of something that exists.
+    #[error("{0}")]
+    Conflict(String),
+    /// Credentials that do not let the caller at this resource.
+    #[error("{0}")]
+    Forbidden(String),
     /// Unknown path.
     #[error("The requested resource does not exist: {0}")]
     NotFound(String),
@@ -52,6 +58,9 @@ pub enum ApiError {
     /// A request to an operator endpoint without the right bearer token.
     #[error("Unauthorized: this endpoint needs the operator's bearer token.")]
     Unauthorized,
+    /// A function API request without the credentials of `--auth`.
+    #[error("The supplied authentication is invalid.")]
+    BadCredentials,
     /// An endpoint the operator did not enable.
     #[error("{0}")]
     Disabled(String),
@@ -78,7 +87,9 @@ impl ResponseError for ApiError {
             }
             ApiError::Action(_) => StatusCode::BAD_GATEWAY,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Unauthorized | ApiError::BadCredentials => StatusCode::UNAUTHORIZED,
             ApiError::Disabled(_) => StatusCode::FORBIDDEN,
             ApiError::StateUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -92,8 +103,14 @@ impl ResponseError for ApiError {
             other => tracing::debug!(error = %other, "request failed"),
         }
         let mut response = HttpResponse::build(self.status_code());
-        if let ApiError::Unauthorized = self {
-            response.insert_header(("WWW-Authenticate", "Bearer"));
+        match self {
+            ApiError::Unauthorized => {
+                response.insert_header(("WWW-Authenticate", "Bearer"));
+            }
+            ApiError::BadCredentials => {
+                response.insert_header(("WWW-Authenticate", "Basic realm=\"ow-executor\""));
+            }
+            _ => {}
         }
         response.json(json!({ "error": self.to_string() }))
     }

@@ -73,16 +73,16 @@ impl Loader {
         self.trust.trust_unsigned
     }
 
-    /// The key of an /init: the engine, the code as sent and the whole
-    /// spec (entry, env, limits, scratch). BLAKE3, so that no upload can be
-    /// made to collide with another action's.
-    pub fn shared_key(engine: &str, code: &str, binary: bool, spec: &ActionSpec) -> ContentKey {
-        content_key(&[
-            engine.as_bytes(),
-            &[u8::from(binary)],
-            format!("{spec:?}").as_bytes(),
-            code.as_bytes(),
-        ])
+    /// The key of a prepared action: the engine, the whole spec (entry,
+    /// env, limits, scratch) and what identifies the code (its source's
+    /// tag, then the code as sent or its digest). BLAKE3 over
+    /// length-prefixed parts, so that no upload can be made to collide
+    /// with another action's.
+    pub fn shared_key(engine: &str, code: &[&[u8]], spec: &ActionSpec) -> ContentKey {
+        let spec = format!("{spec:?}");
+        let mut parts: Vec<&[u8]> = vec![engine.as_bytes(), spec.as_bytes()];
+        parts.extend_from_slice(code);
+        content_key(&parts)
     }
 
     /// The live prepared action under `key`, else the one `make` loads,

@@ -3,14 +3,18 @@
 //! See the crate README for the endpoints and flags, `docs/abi.md` for the
 //! action ABI.
 
+mod auth;
 mod budget;
 mod cli;
 mod engines;
 mod error;
+mod faas_api;
+mod functions;
 mod host;
 mod load;
 mod logs;
 mod metrics;
+mod openwhisk_api;
 mod registry;
 mod server;
 mod state_api;
@@ -92,8 +96,11 @@ fn main() -> anyhow::Result<()> {
             }
         };
         tracing::info!(tier = store.tier_name(), "action state ready");
-        let state = server::AppState::new(engines, loader, settings, store)
+        let mut state = server::AppState::new(engines, loader, settings, store)
             .context("cannot start the /init thread pool")?;
+        if let Some(functions) = function_store(&cli)? {
+            state = state.with_functions(functions);
+        }
         let state = actix_web::web::Data::new(state);
         let started = std::time::Instant::now();
         server::warm_up(&state)
@@ -111,6 +118,55 @@ fn main() -> anyhow::Result<()> {
     })?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The function store and its APIs, with `--store-dir`.
+fn function_store(cli: &Cli) -> anyhow::Result<Option<functions::Functions>> {
+    let Some(dir) = &cli.store_dir else {
+        return Ok(None);
+    };
+    ow_store::check_name("namespace", &cli.namespace).map_err(anyhow::Error::msg)?;
+    let auth = match (&cli.auth, cli.no_auth) {
+        (Some(auth), _) => {
+            let (uuid, key) = auth
+                .split_once(':')
+                .filter(|(u, k)| !u.is_empty() && !k.is_empty())
+                .ok_or_else(|| anyhow::anyhow!("--auth must be uuid:key"))?;
+            Some((uuid.to_owned(), key.to_owned()))
+        }
+        (None, true) => {
+            let loopback = matches!(cli.host.as_str(), "localhost")
+                || cli
+                    .host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            if !loopback {
+                anyhow::bail!(
+                    "--no-auth is only allowed with a loopback --host (127.0.0.1, ::1, localhost)"
+                );
+            }
+            None
+        }
+        (None, false) => anyhow::bail!(
+            "--store-dir serves the function APIs: give --auth uuid:key (or --no-auth with a loopback --host)"
+        ),
+    };
+    let started = std::time::Instant::now();
+    let store = ow_store::Store::open(dir)
+        .with_context(|| format!("cannot open the function store {}", dir.display()))?;
+    tracing::info!(functions = store.len(), elapsed = ?started.elapsed(), "function store open");
+    let images = ow_oci::Puller::new(ow_oci::PullOptions {
+        insecure: cli.insecure_registries.clone(),
+        timeout: cli.registry_timeout,
+        max_module_bytes: cli.max_init_bytes as u64,
+        cache_dir: Some(dir.join("oci-cache")),
+        ..ow_oci::PullOptions::default()
+    });
+    let credentials = functions::Credentials {
+        auth,
+        namespace: cli.namespace.clone(),
+    };
+    Ok(Some(functions::Functions::new(store, credentials, images)))
 }
 
 /// Connections the kernel queues for accepting: a burst of thousands of

@@ -79,11 +79,13 @@ pub struct AppState {
     /// What activations and /inits reserve before they start.
     budget: Option<MemoryBudget>,
     /// Precompiled artifacts and the compile cache.
-    loader: Arc<Loader>,
+    pub(crate) loader: Arc<Loader>,
     /// What `GET /metrics` reports.
     metrics: Metrics,
     /// The actions' key-value state (ABI version 2).
     pub(crate) state: ow_state::State,
+    /// The function store and its APIs (`--store-dir`).
+    functions: Option<Arc<crate::functions::Functions>>,
 }
 
 impl AppState {
@@ -127,12 +129,29 @@ impl AppState {
             },
             loader: Arc::new(loader),
             state,
+            functions: None,
         })
+    }
+
+    /// Serve the functions of a store too.
+    pub fn with_functions(mut self, functions: crate::functions::Functions) -> Self {
+        self.functions = Some(Arc::new(functions));
+        self
     }
 
     /// The server's settings.
     pub(crate) fn settings(&self) -> &ServerSettings {
         &self.settings
+    }
+
+    /// `__OW_API_HOST` of the executor's environment.
+    pub(crate) fn api_host(&self) -> Option<&str> {
+        self.api_host.as_deref()
+    }
+
+    /// The function store's functions, when `--store-dir` enabled them.
+    pub(crate) fn functions(&self) -> Option<&Arc<crate::functions::Functions>> {
+        self.functions.as_ref()
     }
 
     /// One of `slots` (`total` in all), waiting at most the queue wait,
@@ -170,8 +189,20 @@ impl AppState {
         Ok(Some(permit))
     }
 
+    /// Run the future `f` on the /init pool's runtime and wait for it.
+    pub(crate) async fn background<T: Send + 'static>(
+        &self,
+        f: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        self.init_pool
+            .handle()
+            .spawn(f)
+            .await
+            .map_err(|e| ApiError::Internal(format!("background task failed: {e}")))
+    }
+
     /// Run `f` on the /init pool and wait for it without blocking the worker.
-    async fn blocking<T: Send + 'static>(
+    pub(crate) async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, ApiError> {
@@ -240,7 +271,7 @@ pub async fn warm_up(state: &Data<AppState>) -> Result<(), String> {
             "env": { ENGINE_ENV_KEY: engine },
         }}))
         .map_err(|e| failed("warm-up request", &e))?;
-        let (ready, _) = prepare(state, &warm_loader, req)
+        let (ready, _) = prepare(state, &warm_loader, Prepare::from_init(req))
             .await
             .map_err(|e| failed("warm-up /init", &e))?;
         let mut actions = vec![ready.action];
@@ -305,7 +336,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(post_only("/{container_id}/init", init_container))
         .service(post_only("/{container_id}/run", run_container))
         .service(post_only("/{container_id}/destroy", destroy_container))
-        .service(crate::state_api::resource());
+        .service(crate::state_api::resource())
+        .configure(crate::faas_api::routes)
+        .configure(crate::openwhisk_api::routes);
 }
 
 fn get_only<F, Args>(path: &str, handler: F) -> actix_web::Resource
@@ -474,7 +507,7 @@ async fn init(state: Data<AppState>, id: String, body: Payload) -> Result<HttpRe
         done: false,
     };
     let result = match has_code {
-        true => prepare(&state, &state.loader, req).await,
+        true => prepare(&state, &state.loader, Prepare::from_init(req)).await,
         false => Err(ApiError::MissingCode),
     };
     pending.done = true;
@@ -503,13 +536,51 @@ async fn init(state: Data<AppState>, id: String, body: Payload) -> Result<HttpRe
     }
 }
 
-async fn prepare(
+/// Where an action's code comes from.
+pub(crate) enum Code {
+    /// /init's `code`: base64 (or text, which is refused).
+    Init { code: String, binary: bool },
+    /// A module or zip in the function store, by its SHA-256; read only
+    /// when no live action with the same code and settings can be shared.
+    Stored {
+        store: Arc<ow_store::Store>,
+        digest: String,
+    },
+    /// A module or zip being deployed (shared like the stored code it becomes).
+    Bytes { bytes: Arc<Vec<u8>>, digest: String },
+}
+
+/// What an action is prepared from: /init's value, or a stored function.
+pub(crate) struct Prepare {
+    pub name: Option<String>,
+    pub entry: String,
+    /// The action's env: its limits (`OW_MAX_*`), engine (`OW_ENGINE`) and
+    /// scratch choice are read from here, for both kinds of action.
+    pub env: std::collections::BTreeMap<String, String>,
+    pub code: Code,
+}
+
+impl Prepare {
+    fn from_init(req: InitRequest) -> Self {
+        let value = req.value.unwrap_or_default();
+        Self {
+            env: value.env_strings(),
+            entry: value.entry().to_owned(),
+            name: value.name,
+            code: Code::Init {
+                code: value.code.unwrap_or_default(),
+                binary: value.binary.unwrap_or(false),
+            },
+        }
+    }
+}
+
+pub(crate) async fn prepare(
     state: &Data<AppState>,
     loader: &Arc<Loader>,
-    req: InitRequest,
+    req: Prepare,
 ) -> Result<(Ready, LoadPath), ApiError> {
-    let value = req.value.unwrap_or_default();
-    let env = value.env_strings();
+    let env = req.env;
     let limits =
         crate::cli::action_limits(state.engines.limits(), &env).map_err(ApiError::BadRequest)?;
     let max_duration = limits.max_duration;
@@ -519,8 +590,8 @@ async fn prepare(
         .map_err(ApiError::BadRequest)?
         .then(|| state.settings.scratch_dir.clone());
     let spec = ActionSpec {
-        name: value.name.clone(),
-        entry: value.entry().to_owned(),
+        name: req.name,
+        entry: req.entry,
         env,
         limits,
         scratch,
@@ -536,15 +607,38 @@ async fn prepare(
     let engine = runtime.name();
     // Proto-function snapshots are made by wasmtime for every engine.
     let snapshots = state.engines.by_name("wasmtime").ok();
-    let binary = value.binary.unwrap_or(false);
-    let code = value.code.unwrap_or_default();
+    let code = req.code;
     let started = std::time::Instant::now();
     let loader = Arc::clone(loader);
     let prepared = state
         .blocking(move || {
-            let key = Loader::shared_key(engine, &code, binary, &spec);
+            let key = match &code {
+                Code::Init { code, binary } => Loader::shared_key(
+                    engine,
+                    &[b"init", &[u8::from(*binary)], code.as_bytes()],
+                    &spec,
+                ),
+                Code::Stored { digest, .. } | Code::Bytes { digest, .. } => {
+                    Loader::shared_key(engine, &[b"sha256", digest.as_bytes()], &spec)
+                }
+            };
             loader.shared_or(key, || {
-                let package = ow_artifact::decode_package(&code, binary).map_err(|e| match e {
+                let package = match code {
+                    Code::Init { code, binary } => ow_artifact::decode_package(&code, binary),
+                    Code::Stored { store, digest } => {
+                        let bytes = store
+                            .code(&digest)
+                            .map_err(|e| ApiError::Internal(e.to_string()))?
+                            .ok_or_else(|| {
+                                ApiError::Internal(format!("stored code {digest} is missing"))
+                            })?;
+                        ow_artifact::package_from_bytes(bytes)
+                    }
+                    Code::Bytes { bytes, .. } => {
+                        ow_artifact::package_from_bytes(Arc::unwrap_or_clone(bytes))
+                    }
+                }
+                .map_err(|e| match e {
                     ow_artifact::ArtifactError::BadBase64(_) => ApiError::BadRequest(e.to_string()),
                     ow_artifact::ArtifactError::Load(_) => ApiError::Load(e.to_string()),
                 })?;
@@ -678,20 +772,44 @@ fn snapshot(
     Ok(ow_artifact::Package::from_wasm(wasm))
 }
 
-/// Run one activation of `action`: its result (JSON text), or why there is none.
+/// Run one /run activation of `action`: its result (JSON text), or why
+/// there is none. Its logs go to the executor's stdout for the invoker.
 async fn activate(
     state: &Data<AppState>,
     ready: Ready,
     body: Payload,
 ) -> Result<Vec<u8>, ApiError> {
+    let req: RunRequest = read_json(body, state.settings.max_run_bytes).await?;
+    let ctx = req.into_context(state.api_host.clone());
+    let output = execute(state, ready, ctx, Finish::Invoker).await?;
+    output.result.map_err(ApiError::Action)
+}
+
+/// What happens to an activation's output before its answer is sent (and
+/// even if nobody waits for the answer any more).
+pub(crate) enum Finish {
+    /// Written to the executor's stdout and stderr with the sentinels.
+    Invoker,
+    /// Handed to the function store's records (logs, activation records).
+    Record(Box<dyn FnOnce(&ActivationOutput) + Send>),
+}
+
+/// Run one activation of `ready` in context `ctx`, holding a slot and its
+/// memory reservation until it ends. The activation is a task of its own:
+/// if the caller goes away it still ends, `finish`es and gives its slot
+/// back.
+pub(crate) async fn execute(
+    state: &Data<AppState>,
+    ready: Ready,
+    ctx: ow_common::ActivationContext,
+    finish: Finish,
+) -> Result<ActivationOutput, ApiError> {
     let Ready {
         action,
         max_duration,
         memory_bytes,
         ..
     } = ready;
-    let req: RunRequest = read_json(body, state.settings.max_run_bytes).await?;
-    let ctx = req.into_context(state.api_host.clone());
     let slot = state
         .slot(&state.slots, state.settings.max_concurrency)
         .await?;
@@ -710,26 +828,33 @@ async fn activate(
         ctx,
     };
     let state = Data::clone(state);
-    // The activation is a task of its own on this worker: if the client
-    // goes away it still ends, writes its logs and gives its slot back.
     let task = actix_web::rt::spawn(async move {
         // In flight from the slot on (the body is read, the activation runs).
         let _in_flight = InFlight::new(&state.metrics.in_flight);
-        let Some(output) = run_to_deadline(action, activation, DEADLINE_GRACE).await else {
-            // Every engine stops its guest at the deadline; this is the
-            // backstop should one not return within the grace.
-            let notice = "The activation was abandoned at its time limit; its logs are lost.";
-            state.logs.activation(b"", b"", Some(notice));
-            tracing::warn!(?time_limit, "activation abandoned after its time limit");
-            return Err(ActionError::Timeout(time_limit.as_millis() as u64));
+        let output = match run_to_deadline(action, activation, DEADLINE_GRACE).await {
+            Some(output) => output,
+            None => {
+                // Every engine stops its guest at the deadline; this is the
+                // backstop should one not return within the grace.
+                tracing::warn!(?time_limit, "activation abandoned after its time limit");
+                let notice = "The activation was abandoned at its time limit; its logs are lost.";
+                ActivationOutput {
+                    result: Err(ActionError::Timeout(time_limit.as_millis() as u64)),
+                    stdout: Vec::new(),
+                    stderr: notice.as_bytes().to_vec(),
+                    logs_truncated: false,
+                }
+            }
         };
-        write_logs(&state, &output).await;
+        match finish {
+            Finish::Invoker => write_logs(&state, &output).await,
+            Finish::Record(record) => record(&output),
+        }
         drop((slot, reserved));
-        output.result
+        output
     });
     task.await
-        .map_err(|e| ApiError::Internal(format!("activation task failed: {e}")))?
-        .map_err(ApiError::Action)
+        .map_err(|e| ApiError::Internal(format!("activation task failed: {e}")))
 }
 
 /// Write an activation's logs and the sentinels (before its answer is sent).

@@ -28,18 +28,7 @@ fn authorize(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
                 .into(),
         ));
     };
-    let given = req
-        .headers()
-        .get(actix_web::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    let same = given.len() == token.len()
-        && given
-            .bytes()
-            .zip(token.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
+    let same = crate::auth::same_secret(crate::auth::bearer(req).as_bytes(), token.as_bytes());
     match same {
         true => Ok(()),
         false => Err(ApiError::Unauthorized),

@@ -22,8 +22,12 @@ pub const DB_FILE: &str = "functions.redb";
 pub const MAX_NAME_BYTES: usize = 256;
 
 /// Names no function may have: the executor's own routes
-/// (`/{container_id}/init|run|destroy`) would shadow or be shadowed by them.
-pub const RESERVED_NAMES: [&str; 3] = ["init", "run", "destroy"];
+/// (`/{container_id}/init|run|destroy`, WasmEngine's `/function/deploy`,
+/// `delete`, `query`, `list` and `invoke`) would shadow or be shadowed by
+/// them.
+pub const RESERVED_NAMES: [&str; 8] = [
+    "init", "run", "destroy", "deploy", "delete", "query", "list", "invoke",
+];
 
 /// Why the store refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -178,7 +182,7 @@ pub fn check_name(what: &str, name: &str) -> Result<(), StoreError> {
         return bad("'..' is not allowed");
     }
     if RESERVED_NAMES.contains(&name) {
-        return bad("the name is reserved for the executor's /init, /run and /destroy routes");
+        return bad("the name is reserved for the executor's own routes");
     }
     Ok(())
 }

@@ -10,6 +10,7 @@ mod compliance;
 mod coroutines;
 mod corpus;
 mod engines;
+mod functions;
 mod hardening;
 mod helpers;
 mod hostile;
@@ -17,6 +18,8 @@ mod http;
 mod image;
 mod limits;
 mod multi_action;
+mod oci;
+mod openwhisk_client;
 mod precompiled;
 mod redis;
 mod state;
@@ -42,6 +45,9 @@ macro_rules! engine_suite {
 }
 
 engine_suite! {
+    functions: [
+        faas_lifecycle_on_every_engine
+    ],
     coroutines: [
         a_cpu_bound_guest_cannot_starve_the_others
     ],
@@ -172,5 +178,40 @@ mod executor {
         crate::hardening::the_memory_budget_admits_what_fits_and_refuses_the_rest_with_429(
             "wasmtime",
         );
+    }
+}
+
+mod store {
+    #[test]
+    fn faas_status_codes() {
+        crate::functions::faas_status_codes();
+    }
+    #[test]
+    fn wasmengine_routes() {
+        crate::functions::wasmengine_routes();
+    }
+    #[test]
+    fn images_from_a_real_registry() {
+        crate::functions::images_from_a_real_registry();
+    }
+    #[test]
+    fn hostile_images_are_refused() {
+        crate::functions::hostile_images_are_refused();
+    }
+    #[test]
+    fn other_namespaces_are_refused() {
+        crate::functions::other_namespaces_are_refused();
+    }
+    #[test]
+    fn no_auth_only_on_loopback() {
+        crate::functions::no_auth_only_on_loopback();
+    }
+    #[test]
+    fn a_thousand_functions_survive_a_restart() {
+        crate::functions::a_thousand_functions_survive_a_restart();
+    }
+    #[test]
+    fn kill_9_during_a_burst_of_deploys_loses_no_acknowledged_write() {
+        crate::functions::kill_9_during_a_burst_of_deploys_loses_no_acknowledged_write();
     }
 }
