@@ -111,7 +111,9 @@ pub struct Puller {
 
 impl std::fmt::Debug for Puller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Puller").field("options", &self.options).finish()
+        f.debug_struct("Puller")
+            .field("options", &self.options)
+            .finish()
     }
 }
 
@@ -144,9 +146,11 @@ impl Puller {
                     let (dir, selector) = split_layout(layout);
                     let (dir, selector) = (PathBuf::from(dir), selector.map(str::to_owned));
                     let options = self.options.clone();
-                    tokio::task::spawn_blocking(move || from_layout(&options, &dir, selector.as_deref()))
-                        .await
-                        .map_err(|e| OciError::Invalid(format!("layout read failed: {e}")))?
+                    tokio::task::spawn_blocking(move || {
+                        from_layout(&options, &dir, selector.as_deref())
+                    })
+                    .await
+                    .map_err(|e| OciError::Invalid(format!("layout read failed: {e}")))?
                 }
                 None => self.from_registry(image).await,
             }
@@ -179,9 +183,9 @@ impl Puller {
     }
 
     async fn from_registry(&self, image: &str) -> Result<Module, OciError> {
-        let reference: Reference = image
-            .parse()
-            .map_err(|e: oci_client::ParseError| OciError::Reference(image.into(), e.to_string()))?;
+        let reference: Reference = image.parse().map_err(|e: oci_client::ParseError| {
+            OciError::Reference(image.into(), e.to_string())
+        })?;
         let client = self.client(reference.resolve_registry())?;
         let auth = RegistryAuth::Anonymous;
         let accepted = [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST];
@@ -252,8 +256,9 @@ impl Puller {
     }
 
     fn check_layer_size(&self, layer: &OciDescriptor) -> Result<u64, OciError> {
-        let size = u64::try_from(layer.size)
-            .map_err(|_| OciError::Invalid(format!("layer {} has a negative size", layer.digest)))?;
+        let size = u64::try_from(layer.size).map_err(|_| {
+            OciError::Invalid(format!("layer {} has a negative size", layer.digest))
+        })?;
         if size > self.options.max_layer_bytes {
             return Err(OciError::TooLarge {
                 what: format!("layer {} ({size} bytes)", layer.digest),
@@ -264,7 +269,9 @@ impl Puller {
     }
 
     fn cache_path(&self, digest: &str) -> Option<PathBuf> {
-        let hex = digest.strip_prefix("sha256:").filter(|h| is_sha256_hex(h))?;
+        let hex = digest
+            .strip_prefix("sha256:")
+            .filter(|h| is_sha256_hex(h))?;
         Some(self.options.cache_dir.as_ref()?.join("sha256").join(hex))
     }
 
@@ -375,7 +382,10 @@ fn as_index(raw: &[u8]) -> Result<Option<OciImageIndex>, OciError> {
     let value: serde_json::Value = serde_json::from_slice(raw)
         .map_err(|e| OciError::Invalid(format!("the manifest is not JSON: {e}")))?;
     let is_index = value.get("manifests").is_some()
-        || matches!(value.get("mediaType").and_then(|m| m.as_str()), Some(OCI_INDEX | DOCKER_LIST));
+        || matches!(
+            value.get("mediaType").and_then(|m| m.as_str()),
+            Some(OCI_INDEX | DOCKER_LIST)
+        );
     if !is_index {
         return Ok(None);
     }
@@ -385,7 +395,8 @@ fn as_index(raw: &[u8]) -> Result<Option<OciImageIndex>, OciError> {
 }
 
 fn parse_manifest(raw: &[u8]) -> Result<OciImageManifest, OciError> {
-    serde_json::from_slice(raw).map_err(|e| OciError::Invalid(format!("the image manifest is not valid: {e}")))
+    serde_json::from_slice(raw)
+        .map_err(|e| OciError::Invalid(format!("the image manifest is not valid: {e}")))
 }
 
 /// The one layer of a wasm image.
@@ -496,7 +507,10 @@ impl<R: Read> Read for Capped<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.left = self.left.checked_sub(n as u64).ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::FileTooLarge, "the layer expands past its limit")
+            std::io::Error::new(
+                std::io::ErrorKind::FileTooLarge,
+                "the layer expands past its limit",
+            )
         })?;
         Ok(n)
     }
@@ -536,9 +550,14 @@ fn layout_blob(dir: &Path, digest: &str, max: u64) -> Result<Vec<u8>, OciError> 
     Ok(bytes)
 }
 
-fn from_layout(options: &PullOptions, dir: &Path, selector: Option<&str>) -> Result<Module, OciError> {
-    let read_index = std::fs::File::open(dir.join("index.json"))
-        .map_err(|e| OciError::Invalid(format!("{} is not an OCI image layout: {e}", dir.display())))?;
+fn from_layout(
+    options: &PullOptions,
+    dir: &Path,
+    selector: Option<&str>,
+) -> Result<Module, OciError> {
+    let read_index = std::fs::File::open(dir.join("index.json")).map_err(|e| {
+        OciError::Invalid(format!("{} is not an OCI image layout: {e}", dir.display()))
+    })?;
     let mut raw = Vec::new();
     read_index
         .take(options.max_manifest_bytes + 1)
@@ -553,7 +572,9 @@ fn from_layout(options: &PullOptions, dir: &Path, selector: Option<&str>) -> Res
     let index: OciImageIndex = serde_json::from_slice(&raw)
         .map_err(|e| OciError::Invalid(format!("index.json is not valid: {e}")))?;
     let entry = match selector {
-        Some(digest) if digest.starts_with("sha256:") => index.manifests.iter().find(|e| e.digest == digest),
+        Some(digest) if digest.starts_with("sha256:") => {
+            index.manifests.iter().find(|e| e.digest == digest)
+        }
         Some(tag) => index.manifests.iter().find(|e| {
             e.annotations
                 .as_ref()
@@ -571,7 +592,10 @@ fn from_layout(options: &PullOptions, dir: &Path, selector: Option<&str>) -> Res
     let mut digest = entry.digest.clone();
     let mut raw = layout_blob(dir, &digest, options.max_manifest_bytes)?;
     if let Some(nested) = as_index(&raw)? {
-        digest = pick_platform(&nested.manifests).ok_or_else(no_platform)?.digest.clone();
+        digest = pick_platform(&nested.manifests)
+            .ok_or_else(no_platform)?
+            .digest
+            .clone();
         raw = layout_blob(dir, &digest, options.max_manifest_bytes)?;
     }
     let manifest = parse_manifest(&raw)?;
@@ -620,10 +644,14 @@ mod tests {
     #[test]
     fn tars_with_no_module_or_two_are_refused() {
         let two = tar_of(&[("a.wasm", MODULE), ("b.wasm", MODULE)]);
-        let err = module_of(TAR_LAYERS[0], two, 1 << 20).unwrap_err().to_string();
+        let err = module_of(TAR_LAYERS[0], two, 1 << 20)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("more than one module"), "{err}");
         let none = tar_of(&[("a.txt", b"x")]);
-        let err = module_of(TAR_LAYERS[0], none, 1 << 20).unwrap_err().to_string();
+        let err = module_of(TAR_LAYERS[0], none, 1 << 20)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no .wasm"), "{err}");
     }
 
@@ -634,15 +662,20 @@ mod tests {
         let tar = tar_of(&[("filler", &zeros), ("x.wasm", MODULE)]);
         let bomb = gzip(&tar);
         assert!(bomb.len() < 1 << 20);
-        let err = module_of("application/vnd.oci.image.layer.v1.tar+gzip", bomb, 1 << 20).unwrap_err();
+        let err =
+            module_of("application/vnd.oci.image.layer.v1.tar+gzip", bomb, 1 << 20).unwrap_err();
         assert!(matches!(err, OciError::TooLarge { .. }), "{err}");
     }
 
     #[test]
     fn components_and_unknown_layers_are_refused_with_a_reason() {
-        let err = module_of(COMPONENT_LAYER, MODULE.to_vec(), 1 << 20).unwrap_err().to_string();
+        let err = module_of(COMPONENT_LAYER, MODULE.to_vec(), 1 << 20)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("component"), "{err}");
-        let err = module_of("text/plain", MODULE.to_vec(), 1 << 20).unwrap_err().to_string();
+        let err = module_of("text/plain", MODULE.to_vec(), 1 << 20)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("text/plain"), "{err}");
         let err = module_of(WASM_LAYER, vec![0; 100], 10).unwrap_err();
         assert!(matches!(err, OciError::TooLarge { .. }));
@@ -650,7 +683,13 @@ mod tests {
 
     #[test]
     fn loopback_registries_are_recognised() {
-        for yes in ["127.0.0.1:5000", "localhost:5000", "localhost", "[::1]:5000", "127.1.2.3"] {
+        for yes in [
+            "127.0.0.1:5000",
+            "localhost:5000",
+            "localhost",
+            "[::1]:5000",
+            "127.1.2.3",
+        ] {
             assert!(is_loopback(yes), "{yes}");
         }
         for no in ["example.com:5000", "10.0.0.1:5000", "localhost.evil.com"] {
@@ -672,7 +711,10 @@ mod tests {
     fn digests_are_verified() {
         let digest = format!("sha256:{}", sha256_hex(MODULE));
         verify(&digest, MODULE).unwrap();
-        assert!(matches!(verify(&digest, b"other"), Err(OciError::Digest { .. })));
+        assert!(matches!(
+            verify(&digest, b"other"),
+            Err(OciError::Digest { .. })
+        ));
         assert!(verify("md5:00", MODULE).is_err());
     }
 }
