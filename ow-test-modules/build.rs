@@ -19,6 +19,10 @@ const EXAMPLES: &[&str] = &[
     "add",
     "hash",
     "cmd_echo",
+    // WasmEngine's benchmark functions.
+    "gcd",
+    "echo_string",
+    "authentication",
     // Hostile actions.
     "loop",
     "membomb",

@@ -8,7 +8,10 @@
 //!   (engines that have one);
 //! - `run/add`: one activation (fresh instance, JSON in and out);
 //! - `run/echo/<size>`: one activation with a 1 KB, 100 KB and 1 MB payload;
-//! - `run/hash_1000`: CPU-bound work, 1,000 chained blake3 rounds.
+//! - `run/hash_1000`: CPU-bound work, 1,000 chained blake3 rounds;
+//! - `run/wasmengine_{gcd,echo_string,authentication}`: openEuler
+//!   WasmEngine's three benchmark functions, a fresh instance per call
+//!   (instantiation included), to set beside its published figures.
 
 use crate::activate::Activate as _;
 use criterion::{BenchmarkId, Criterion, Throughput};
@@ -62,8 +65,57 @@ pub fn engine(c: &mut Criterion, name: &str, make: &dyn Fn(Limits) -> Box<dyn Wa
         });
     }
     group.throughput(Throughput::Elements(1));
+    wasmengine(&mut group, &*rt);
     let hash = rt.prepare(crate::HASH, spec()).expect("prepares");
     let ctx = ActivationContext::with_params(json!({"input": "abc", "iterations": 1000}));
     group.bench_function("hash_1000", |b| b.iter(|| hash.activate(black_box(&ctx))));
     group.finish();
+}
+
+/// The secret the `authentication` example uses when its env has none.
+pub const AUTH_DEMO_SECRET: &str = "ow-wasm-demo-secret";
+
+/// A header and its valid token for the `authentication` example.
+pub fn auth_params() -> serde_json::Value {
+    use hmac::Mac as _;
+    let header = "Bearer user=alice;expires=2099-01-01";
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(AUTH_DEMO_SECRET.as_bytes())
+        .expect("any key length");
+    mac.update(header.as_bytes());
+    json!({ "header": header, "token": hex::encode(mac.finalize().into_bytes()) })
+}
+
+/// WasmEngine's benchmark functions: one activation each, fresh instance.
+fn wasmengine(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    rt: &dyn WasmRuntime,
+) {
+    let cases = [
+        (
+            "wasmengine_gcd",
+            crate::GCD,
+            json!({"a": 1_071_u64 * 9_973, "b": 462_u64 * 9_973}),
+        ),
+        (
+            "wasmengine_echo_string",
+            crate::ECHO_STRING,
+            json!({"input": "hello from openEuler WasmEngine's benchmark"}),
+        ),
+        (
+            "wasmengine_authentication",
+            crate::AUTHENTICATION,
+            auth_params(),
+        ),
+    ];
+    for (name, wasm, params) in cases {
+        let action = rt.prepare(wasm, spec()).expect("prepares");
+        let ctx = ActivationContext::with_params(params);
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let out = action.activate(black_box(&ctx));
+                assert!(out.result.is_ok());
+                out
+            })
+        });
+    }
 }

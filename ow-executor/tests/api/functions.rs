@@ -739,3 +739,41 @@ pub fn kill_9_during_a_burst_of_deploys_loses_no_acknowledged_write() {
         );
     }
 }
+
+/// WasmEngine's three benchmark functions answer as its users expect, on
+/// `engine`.
+pub fn wasmengine_benchmark_functions_answer(engine: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let app = store_app(engine, &dir.path().join("store"), &[]);
+    for (name, wasm) in [
+        ("gcd", modules::GCD),
+        ("echo_string", modules::ECHO_STRING),
+        ("authentication", modules::AUTHENTICATION),
+    ] {
+        assert_eq!(
+            put_action(&app, name, wasm, json!([]), false).0,
+            200,
+            "{name}"
+        );
+    }
+    let we = |name: &str, args: Value| {
+        let body = json!({"function_name": name, "args": args}).to_string();
+        let (status, text) = call(&app, "POST", "/function/invoke", Some(body.as_bytes()));
+        assert_eq!(status, 200, "{name}: {text}");
+        json_of(text.strip_prefix("status code: 200, message: ").unwrap())
+    };
+    assert_eq!(we("gcd", json!({"a": "48", "b": "18"})), json!({"gcd": 6}));
+    assert_eq!(
+        invoke(&app, "gcd", json!({"a": 1071, "b": 462})).1,
+        json!({"gcd": 21})
+    );
+    assert_eq!(
+        we("echo_string", json!({"input": "héllo"})),
+        json!({"output": "héllo"})
+    );
+    let valid = ow_test_modules::bench::auth_params();
+    assert_eq!(we("authentication", valid.clone())["status"], "200");
+    let mut forged = valid;
+    forged["header"] = json!("Bearer user=mallory;expires=2099-01-01");
+    assert_eq!(we("authentication", forged)["status"], "403");
+}

@@ -46,7 +46,8 @@ macro_rules! engine_suite {
 
 engine_suite! {
     functions: [
-        faas_lifecycle_on_every_engine
+        faas_lifecycle_on_every_engine,
+        wasmengine_benchmark_functions_answer
     ],
     coroutines: [
         a_cpu_bound_guest_cannot_starve_the_others
