@@ -4,6 +4,7 @@
 //! Every figure is measured in the same run on the same machine, so the
 //! ratios against the baselines mean something even on a noisy machine.
 
+mod functions;
 mod plots;
 mod state;
 mod stats;
@@ -47,6 +48,9 @@ struct Cli {
     /// Only the state and snapshot scenarios (ABI version 2), printed.
     #[arg(long)]
     only_state: bool,
+    /// Only the function store scenarios (`--store-dir`), printed.
+    #[arg(long)]
+    only_functions: bool,
 }
 
 /// How much of everything to do.
@@ -122,6 +126,7 @@ struct Results {
     blocking: BlockingRow,
     cpu: Vec<CpuRow>,
     state: state::StateResults,
+    functions: functions::FunctionResults,
 }
 
 #[derive(Debug, Serialize)]
@@ -997,6 +1002,11 @@ fn machine() -> String {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if cli.only_functions {
+        let results = functions::run(&cli.executor, cli.quick)?;
+        println!("{}", functions::report(&results));
+        return Ok(());
+    }
     if cli.only_state {
         let results = state::run(&cli.executor, cli.quick)?;
         println!("{}", state::report(&results));
@@ -1030,6 +1040,7 @@ fn main() -> anyhow::Result<()> {
     let blocking = blocking(&cli.executor, &plan)?;
     let cpu = cpu(&cli.executor, &plan)?;
     let state = state::run(&cli.executor, cli.quick)?;
+    let functions = functions::run(&cli.executor, cli.quick)?;
     let results = Results {
         date,
         quick: cli.quick,
@@ -1048,6 +1059,7 @@ fn main() -> anyhow::Result<()> {
         blocking,
         cpu,
         state,
+        functions,
     };
     std::fs::write(
         out.join("results.json"),
@@ -1216,5 +1228,7 @@ fn report(r: &Results) -> String {
         ));
     }
     md.push_str(&state::report(&r.state));
+    md.push('\n');
+    md.push_str(&functions::report(&r.functions));
     md
 }

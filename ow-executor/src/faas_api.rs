@@ -672,3 +672,18 @@ async fn we_invoke(
     let result = invocation.output.result.map_err(ApiError::Action)?;
     Ok(we_text(String::from_utf8_lossy(&result).into_owned()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_quantities_parse_as_kubernetes_spells_them() {
+        assert_eq!(memory_bytes("128Mi").unwrap(), 128 << 20);
+        assert_eq!(memory_bytes("1Gi").unwrap(), 1 << 30);
+        assert_eq!(memory_bytes("500M").unwrap(), 500_000_000);
+        assert_eq!(memory_bytes("134217728").unwrap(), 134_217_728);
+        assert!(memory_bytes("lots").is_err());
+        assert!(memory_bytes("12Xi").is_err());
+    }
+}

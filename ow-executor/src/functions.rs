@@ -7,7 +7,9 @@
 
 use crate::error::ApiError;
 use crate::registry::Ready;
-use crate::server::{AppState, Code, Finish, Prepare, execute, prepare};
+use crate::server::{
+    AppState, Code, Finish, Prepare, action_outcome, error_outcome, execute, prepare,
+};
 use actix_web::web::{Bytes, Data};
 use ow_common::{ActivationContext, ActivationOutput};
 use ow_store::{Function, FunctionSpec, Mode, Store, StoreError};
@@ -73,6 +75,8 @@ struct Records {
 /// What an invocation produced.
 pub struct Invocation {
     pub activation_id: String,
+    /// The function's limits as OpenWhisk shows them.
+    pub limits: Value,
     pub function: Arc<Function>,
     pub output: ActivationOutput,
     pub start_ms: u64,
@@ -88,18 +92,23 @@ fn epoch_ms(t: SystemTime) -> u64 {
 
 /// A new activation id: 32 hex digits, as OpenWhisk's.
 pub fn new_activation_id() -> String {
+    // Distinct per process (a seed from the pid and the start time) and
+    // within it (a counter, spread by an odd multiplier); ids are names,
+    // not secrets.
+    static SEED: std::sync::OnceLock<u128> = std::sync::OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let seed = ow_common::shared::content_key(&[
-        &n.to_le_bytes(),
-        &std::process::id().to_le_bytes(),
-        &epoch_ms(SystemTime::now()).to_le_bytes(),
-    ]);
-    hex_of(&seed[..16])
-}
-
-fn hex_of(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let seed = *SEED.get_or_init(|| {
+        let key = ow_common::shared::content_key(&[
+            &std::process::id().to_le_bytes(),
+            &epoch_ms(SystemTime::now()).to_le_bytes(),
+        ]);
+        u128::from_le_bytes(key[..16].try_into().unwrap_or_default())
+    });
+    let n = u128::from(COUNTER.fetch_add(1, Ordering::Relaxed));
+    format!(
+        "{:032x}",
+        seed.wrapping_add(n.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835))
+    )
 }
 
 impl From<StoreError> for ApiError {
@@ -221,15 +230,20 @@ impl Functions {
             }
             _ => {}
         }
-        let code = Arc::new(code);
-        let digest = ow_common::digest::sha256_hex(&code);
+        // Megabytes are hashed off the HTTP workers, once.
+        let (code, digest) = state
+            .blocking(move || {
+                let digest = ow_store::digest(&code);
+                (Arc::new(code), digest)
+            })
+            .await?;
         let request = prepare_request(
             namespace,
             name,
             &spec,
             Code::Bytes {
                 bytes: Arc::clone(&code),
-                digest,
+                digest: digest.clone(),
             },
         );
         let (ready, _) = prepare(state, &state.loader, request)
@@ -243,7 +257,7 @@ impl Functions {
         let store = Arc::clone(&self.store);
         let (ns, n) = (namespace.to_owned(), name.to_owned());
         let function = state
-            .blocking(move || store.put(&ns, &n, spec, &code, mode))
+            .blocking(move || store.put(&ns, &n, spec, ow_store::Code::new(&code, &digest), mode))
             .await??;
         let live = self.live(namespace, name);
         *live.prepared.lock().await = Some((function.version, ready));
@@ -370,6 +384,7 @@ impl Functions {
         activation_id: String,
         record: bool,
     ) -> Result<Invocation, ApiError> {
+        let started = std::time::Instant::now();
         let function = self.get(namespace, name)?;
         let params = merge_params(&function.spec.parameters, params)?;
         let (ready, init_ms) = self.ready(state, &function).await?;
@@ -377,6 +392,11 @@ impl Functions {
         live.invocations.fetch_add(1, Ordering::Relaxed);
         let start = SystemTime::now();
         let ctx = context(&function, params, &activation_id, ready.max_duration, state);
+        let limits = match record {
+            true => limits_json(&function, state.operator_limits()),
+            false => Value::Null,
+        };
+        let record_limits = limits.clone();
         let (functions, f, id) = (
             Arc::clone(self),
             Arc::clone(&function),
@@ -388,6 +408,7 @@ impl Functions {
             if record {
                 let invocation = InvocationView {
                     function: &f,
+                    limits: record_limits,
                     activation_id: &id,
                     output,
                     start_ms: epoch_ms(start),
@@ -397,9 +418,17 @@ impl Functions {
                 functions.keep_record(&id, activation_record(&invocation));
             }
         }));
-        let output = execute(state, ready, ctx, finish).await?;
+        let engine = ready.engine;
+        let output = execute(state, ready, ctx, finish).await;
+        let outcome = match &output {
+            Ok(output) => action_outcome(output.result.as_deref()),
+            Err(e) => error_outcome(e),
+        };
+        state.observe_run(engine, outcome, started);
+        let output = output?;
         Ok(Invocation {
             activation_id,
+            limits,
             function,
             output,
             start_ms: epoch_ms(start),
@@ -592,6 +621,7 @@ fn context(
 
 struct InvocationView<'a> {
     function: &'a Function,
+    limits: Value,
     activation_id: &'a str,
     output: &'a ActivationOutput,
     start_ms: u64,
@@ -604,6 +634,7 @@ impl Invocation {
     pub fn record(&self) -> Value {
         activation_record(&InvocationView {
             function: &self.function,
+            limits: self.limits.clone(),
             activation_id: &self.activation_id,
             output: &self.output,
             start_ms: self.start_ms,
@@ -611,6 +642,17 @@ impl Invocation {
             init_ms: self.init_ms,
         })
     }
+}
+
+/// OpenWhisk's `limits` of `f`: its own, else the operator's (ms, MB).
+pub fn limits_json(f: &Function, operator: &ow_common::Limits) -> Value {
+    let own = &f.spec.limits;
+    json!({
+        "timeout": own.timeout_ms.unwrap_or(operator.max_duration.as_millis() as u64),
+        "memory": own.memory_bytes.unwrap_or(operator.max_memory_bytes as u64) >> 20,
+        "logs": operator.max_log_bytes >> 20,
+        "concurrency": 1,
+    })
 }
 
 /// `(status, success, result)` of an output as OpenWhisk's `response`.
@@ -643,10 +685,7 @@ fn activation_record(v: &InvocationView<'_>) -> Value {
         .into_iter()
         .map(|(stream, text)| format!("{time} {stream}: {text}"))
         .collect();
-    let limits = json!({
-        "timeout": f.spec.limits.timeout_ms,
-        "memory": f.spec.limits.memory_bytes.map(|b| b >> 20),
-    });
+    let limits = &v.limits;
     let kind = f
         .spec
         .extra
@@ -684,4 +723,71 @@ fn activation_record(v: &InvocationView<'_>) -> Value {
 /// (`2026-12-03T19:00:00.123Z`), as OpenWhisk's log lines start.
 pub fn chrono_like(ms: u64) -> String {
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn merged(defaults: Value, params: &str) -> Result<Value, ApiError> {
+        let defaults = defaults.as_object().cloned().unwrap_or_default();
+        merge_params(&defaults, Bytes::from(params.to_owned()))
+            .map(|b| serde_json::from_slice(&b).unwrap())
+    }
+
+    #[test]
+    fn default_parameters_merge_under_the_invocations() {
+        let defaults = json!({"a": 1, "b": {"deep": true}});
+        assert_eq!(
+            merged(defaults.clone(), r#"{"b": 2, "c": 3}"#).unwrap(),
+            json!({"a": 1, "b": 2, "c": 3})
+        );
+        assert_eq!(merged(defaults.clone(), "").unwrap(), defaults);
+        assert_eq!(
+            merged(json!({}), r#"{"x": [1]}"#).unwrap(),
+            json!({"x": [1]})
+        );
+    }
+
+    #[test]
+    fn parameters_must_be_a_json_object() {
+        for bad in ["[1]", "42", "{\"a\": ", "{\"a\": 1e999}"] {
+            assert!(
+                matches!(merged(json!({"d": 1}), bad), Err(ApiError::BadRequest(_))),
+                "{bad}"
+            );
+        }
+        let deep = format!("{}{}", "{\"a\":".repeat(200), "}".repeat(200));
+        assert!(merged(json!({}), &deep).is_err());
+    }
+
+    #[test]
+    fn a_function_s_limits_and_engine_take_init_s_env_keys() {
+        let mut spec = FunctionSpec::default();
+        spec.limits.memory_bytes = Some(64 << 20);
+        spec.limits.timeout_ms = Some(1500);
+        spec.engine = Some("wamr".into());
+        let request = prepare_request(
+            "ns",
+            "f",
+            &spec,
+            Code::Bytes {
+                bytes: Arc::new(Vec::new()),
+                digest: String::new(),
+            },
+        );
+        assert_eq!(request.env["OW_MAX_MEMORY_MB"], "64");
+        assert_eq!(request.env["OW_MAX_DURATION"], "1500ms");
+        assert_eq!(request.env["OW_ENGINE"], "wamr");
+        assert_eq!(request.entry, "main");
+        assert_eq!(request.name.as_deref(), Some("/ns/f"));
+    }
+
+    #[test]
+    fn activation_ids_are_32_hex_digits_and_distinct() {
+        let (a, b) = (new_activation_id(), new_activation_id());
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
 }

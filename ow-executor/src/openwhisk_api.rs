@@ -5,7 +5,7 @@
 
 use crate::error::ApiError;
 use crate::faas_api::functions;
-use crate::functions::{Functions, new_activation_id, response_of};
+use crate::functions::{Functions, limits_json, new_activation_id, response_of};
 use crate::server::{AppState, read_body};
 use actix_web::web::{self, Bytes, Data, Payload};
 use actix_web::{HttpRequest, HttpResponse};
@@ -78,7 +78,7 @@ fn key_values(map: &Map<String, Value>) -> Vec<Value> {
 }
 
 /// The action JSON of `f` (with its code, base64, when `code` is asked for).
-fn action_json(f: &Function, code: Option<&[u8]>) -> Value {
+fn action_json(f: &Function, operator: &ow_common::Limits, code: Option<&[u8]>) -> Value {
     let kind = f
         .spec
         .extra
@@ -106,12 +106,7 @@ fn action_json(f: &Function, code: Option<&[u8]>) -> Value {
         "exec": exec,
         "annotations": annotations,
         "parameters": key_values(&f.spec.parameters),
-        "limits": {
-            "timeout": f.spec.limits.timeout_ms.unwrap_or(60_000),
-            "memory": f.spec.limits.memory_bytes.map_or(256, |b| b >> 20),
-            "logs": 10,
-            "concurrency": 1,
-        },
+        "limits": limits_json(f, operator),
         "updated": f.updated_ms,
     })
 }
@@ -130,7 +125,7 @@ async fn list(state: Data<AppState>, req: HttpRequest) -> Result<HttpResponse, A
         .iter()
         .skip(skip)
         .take(limit)
-        .map(|f| action_json(f, None))
+        .map(|f| action_json(f, state.operator_limits(), None))
         .collect();
     Ok(HttpResponse::Ok().json(actions))
 }
@@ -290,7 +285,7 @@ async fn put(
     let f = functions
         .deploy(&state, &ns, name, spec, code, mode)
         .await?;
-    Ok(HttpResponse::Ok().json(action_json(&f, None)))
+    Ok(HttpResponse::Ok().json(action_json(&f, state.operator_limits(), None)))
 }
 
 async fn get(
@@ -314,7 +309,7 @@ async fn get(
         }
         false => None,
     };
-    Ok(HttpResponse::Ok().json(action_json(&f, code.as_deref())))
+    Ok(HttpResponse::Ok().json(action_json(&f, state.operator_limits(), code.as_deref())))
 }
 
 async fn delete(
@@ -324,7 +319,7 @@ async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     let (functions, ns) = scope(&state, &req)?;
     let f = functions.delete(&state, &ns, &path.1).await?;
-    Ok(HttpResponse::Ok().json(action_json(&f, None)))
+    Ok(HttpResponse::Ok().json(action_json(&f, state.operator_limits(), None)))
 }
 
 /// `POST .../actions/{name}[?blocking=true[&result=true]]`: the body is the

@@ -144,6 +144,24 @@ impl AppState {
         &self.settings
     }
 
+    /// Count an activation in `ow_activations_total` and time it from `started`.
+    pub(crate) fn observe_run(
+        &self,
+        engine: &'static str,
+        outcome: &'static str,
+        started: std::time::Instant,
+    ) {
+        self.metrics.run(
+            RunLabels { engine, outcome },
+            started.elapsed().as_secs_f64(),
+        );
+    }
+
+    /// The operator's limits (what an action's own may only lower).
+    pub(crate) fn operator_limits(&self) -> &ow_common::Limits {
+        self.engines.limits()
+    }
+
     /// `__OW_API_HOST` of the executor's environment.
     pub(crate) fn api_host(&self) -> Option<&str> {
         self.api_host.as_deref()
@@ -676,23 +694,35 @@ async fn run(state: Data<AppState>, id: &str, body: Payload) -> Result<HttpRespo
     let engine = ready.engine;
     let result = activate(&state, ready, body).await;
     let outcome = match &result {
-        Ok(bytes) if has_error_field(bytes) => "application_error",
-        Ok(_) => "success",
-        Err(ApiError::Action(ActionError::Timeout(_))) => "timeout",
-        Err(ApiError::Action(_)) => "action_error",
-        Err(ApiError::Busy(_) | ApiError::OverBudget { .. }) => "rejected",
-        Err(ApiError::Internal(_)) => "internal",
-        Err(_) => "bad_request",
+        Ok(bytes) => action_outcome(Ok(bytes)),
+        Err(e) => error_outcome(e),
     };
-    state.metrics.run(
-        RunLabels { engine, outcome },
-        started.elapsed().as_secs_f64(),
-    );
+    state.observe_run(engine, outcome, started);
     result.map(|bytes| {
         HttpResponse::Ok()
             .content_type(actix_web::http::header::ContentType::json())
             .body(bytes)
     })
+}
+
+/// The `outcome` label of an activation's result.
+pub(crate) fn action_outcome(result: Result<&[u8], &ActionError>) -> &'static str {
+    match result {
+        Ok(bytes) if has_error_field(bytes) => "application_error",
+        Ok(_) => "success",
+        Err(ActionError::Timeout(_)) => "timeout",
+        Err(_) => "action_error",
+    }
+}
+
+/// The `outcome` label of an activation that ended in an error answer.
+pub(crate) fn error_outcome(e: &ApiError) -> &'static str {
+    match e {
+        ApiError::Action(e) => action_outcome(Err(e)),
+        ApiError::Busy(_) | ApiError::OverBudget { .. } => "rejected",
+        ApiError::Internal(_) => "internal",
+        _ => "bad_request",
+    }
 }
 
 /// Whether a result object has a top-level `error` field (an application

@@ -119,6 +119,32 @@ pub struct Function {
     pub version: u64,
 }
 
+/// Code with its SHA-256, hashed once for whoever needs the digest.
+#[derive(Debug, Clone, Copy)]
+pub struct Code<'a> {
+    bytes: &'a [u8],
+    digest: &'a str,
+}
+
+/// The SHA-256 (lowercase hex) of `bytes`, for [`Code::new`].
+pub fn digest(bytes: &[u8]) -> String {
+    sha256_hex(bytes)
+}
+
+impl<'a> Code<'a> {
+    /// `bytes` and `digest`, which must be [`digest`]`(bytes)`: checked in
+    /// debug builds (hashing megabytes twice per deploy is what this saves).
+    pub fn new(bytes: &'a [u8], digest: &'a str) -> Self {
+        debug_assert_eq!(sha256_hex(bytes), digest);
+        Self { bytes, digest }
+    }
+
+    /// The code's SHA-256.
+    pub fn digest(&self) -> &str {
+        self.digest
+    }
+}
+
 /// How a write treats a function that is (not) there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -308,12 +334,12 @@ impl Store {
         namespace: &str,
         name: &str,
         spec: FunctionSpec,
-        code: &[u8],
+        code: Code<'_>,
         mode: Mode,
     ) -> Result<Arc<Function>, StoreError> {
         check_name("namespace", namespace)?;
         check_name("function name", name)?;
-        let digest = sha256_hex(code);
+        let (digest, code) = (code.digest.to_owned(), code.bytes);
         let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let old = self.get(namespace, name);
         match (mode, &old) {
@@ -433,6 +459,10 @@ fn drop_ref(blobs: &mut Blobs<'_>, refs: &mut Refs<'_>, digest: &str) -> Result<
 mod tests {
     use super::*;
 
+    fn code(bytes: &'static [u8]) -> Code<'static> {
+        Code::new(bytes, Box::leak(digest(bytes).into_boxed_str()))
+    }
+
     fn spec(entry: &str) -> FunctionSpec {
         FunctionSpec {
             entry: entry.into(),
@@ -450,7 +480,7 @@ mod tests {
         let written = {
             let store = Store::open(dir.path()).unwrap();
             store
-                .put("ns", "f", s.clone(), b"\0asm code", Mode::Create)
+                .put("ns", "f", s.clone(), code(b"\0asm code"), Mode::Create)
                 .unwrap()
         };
         let store = Store::open(dir.path()).unwrap();
@@ -470,19 +500,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         assert!(matches!(
-            store.put("ns", "f", spec("a"), b"1", Mode::Update),
+            store.put("ns", "f", spec("a"), code(b"1"), Mode::Update),
             Err(StoreError::NotFound(_))
         ));
-        let first = store.put("ns", "f", spec("a"), b"1", Mode::Create).unwrap();
+        let first = store
+            .put("ns", "f", spec("a"), code(b"1"), Mode::Create)
+            .unwrap();
         assert!(matches!(
-            store.put("ns", "f", spec("a"), b"1", Mode::Create),
+            store.put("ns", "f", spec("a"), code(b"1"), Mode::Create),
             Err(StoreError::Exists(_))
         ));
-        let second = store.put("ns", "f", spec("b"), b"2", Mode::Update).unwrap();
+        let second = store
+            .put("ns", "f", spec("b"), code(b"2"), Mode::Update)
+            .unwrap();
         assert_eq!(second.version, 2);
         assert_eq!(second.created_ms, first.created_ms);
         assert_eq!(second.spec.entry, "b");
-        let third = store.put("ns", "f", spec("c"), b"2", Mode::Upsert).unwrap();
+        let third = store
+            .put("ns", "f", spec("c"), code(b"2"), Mode::Upsert)
+            .unwrap();
         assert_eq!(third.version, 3);
         assert_eq!(store.len(), 1);
     }
@@ -492,17 +528,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let a = store
-            .put("ns", "a", spec("m"), b"shared", Mode::Create)
+            .put("ns", "a", spec("m"), code(b"shared"), Mode::Create)
             .unwrap();
         store
-            .put("ns", "b", spec("m"), b"shared", Mode::Create)
+            .put("ns", "b", spec("m"), code(b"shared"), Mode::Create)
             .unwrap();
         let digest = a.code_digest.clone();
         store.delete("ns", "a").unwrap();
         assert!(store.code(&digest).unwrap().is_some(), "b still uses it");
         // An update to other code drops b's reference: the blob goes.
         store
-            .put("ns", "b", spec("m"), b"other", Mode::Update)
+            .put("ns", "b", spec("m"), code(b"other"), Mode::Update)
             .unwrap();
         assert!(store.code(&digest).unwrap().is_none());
         store.delete("ns", "b").unwrap();
@@ -543,11 +579,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         assert!(matches!(
-            store.put("ns", "run", spec("m"), b"1", Mode::Create),
+            store.put("ns", "run", spec("m"), code(b"1"), Mode::Create),
             Err(StoreError::BadName(_))
         ));
         assert!(matches!(
-            store.put("../ns", "f", spec("m"), b"1", Mode::Create),
+            store.put("../ns", "f", spec("m"), code(b"1"), Mode::Create),
             Err(StoreError::BadName(_))
         ));
     }
@@ -557,10 +593,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         store
-            .put("a", "f", spec("in-a"), b"1", Mode::Create)
+            .put("a", "f", spec("in-a"), code(b"1"), Mode::Create)
             .unwrap();
         store
-            .put("b", "f", spec("in-b"), b"2", Mode::Create)
+            .put("b", "f", spec("in-b"), code(b"2"), Mode::Create)
             .unwrap();
         assert_eq!(store.get("a", "f").unwrap().spec.entry, "in-a");
         assert_eq!(store.get("b", "f").unwrap().spec.entry, "in-b");
