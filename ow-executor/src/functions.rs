@@ -615,7 +615,7 @@ fn context(
             .collect(),
     };
     let mut ctx = request.into_context(state.api_host().map(str::to_owned));
-    ctx.params = params.into();
+    ctx.params = params;
     ctx
 }
 

@@ -152,7 +152,7 @@ impl Puller {
                     .await
                     .map_err(|e| OciError::Invalid(format!("layout read failed: {e}")))?
                 }
-                None => self.from_registry(image).await,
+                None => self.pull_registry(image).await,
             }
         };
         tokio::time::timeout(limit, fetch)
@@ -182,7 +182,7 @@ impl Puller {
         Ok(cell.get_or_init(|| client))
     }
 
-    async fn from_registry(&self, image: &str) -> Result<Module, OciError> {
+    async fn pull_registry(&self, image: &str) -> Result<Module, OciError> {
         let reference: Reference = image.parse().map_err(|e: oci_client::ParseError| {
             OciError::Reference(image.into(), e.to_string())
         })?;

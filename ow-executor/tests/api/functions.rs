@@ -654,6 +654,9 @@ pub fn a_thousand_functions_survive_a_restart() {
     check(&app);
 }
 
+/// Per function: the last acknowledged write's value, the last attempted.
+type Writes = (Option<u64>, u64);
+
 /// `kill -9` during a burst of 200 deploys and updates: after a restart
 /// every acknowledged write is there, whole, and nothing torn is served.
 pub fn kill_9_during_a_burst_of_deploys_loses_no_acknowledged_write() {
@@ -662,14 +665,14 @@ pub fn kill_9_during_a_burst_of_deploys_loses_no_acknowledged_write() {
     let store = dir.path().join("store");
     let app = Arc::new(store_app("wasmtime", &store, &[]));
     // Per function: the last acknowledged value and the last one attempted.
-    let acked: Arc<Mutex<Vec<(Option<u64>, u64)>>> = Arc::new(Mutex::new(vec![(None, 0); 8]));
+    let acked: Arc<Mutex<Vec<Writes>>> = Arc::new(Mutex::new(vec![(None, 0); 8]));
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     let writers: Vec<_> = (0..4)
         .map(|w| {
             let (app, acked, tx) = (Arc::clone(&app), Arc::clone(&acked), tx.clone());
             std::thread::spawn(move || {
                 for n in 0..50u64 {
-                    let f = (w * 2 + (n % 2) as usize) as usize;
+                    let f = w * 2 + (n % 2) as usize;
                     let value = n + 1;
                     acked.lock().unwrap()[f].1 = value;
                     // Alternate the code too: blobs come and go.
