@@ -49,7 +49,11 @@ pub struct Functions {
 struct Live {
     /// The prepared action of a version, filled at deploy or at the first
     /// invocation after a restart.
-    prepared: tokio::sync::Mutex<Option<(u64, Ready)>>,
+    prepared: Mutex<Option<(u64, Ready)>>,
+    /// Held while the action is being prepared: one preparation at a
+    /// time, the others wait for it (never held on the invocation path
+    /// once the action is there).
+    preparing: tokio::sync::Mutex<()>,
     invocations: AtomicU64,
     /// Asked for with `/system/scale-function` (1 unless scaled); at 0 the
     /// prepared action is let go.
@@ -260,7 +264,7 @@ impl Functions {
             .blocking(move || store.put(&ns, &n, spec, ow_store::Code::new(&code, &digest), mode))
             .await??;
         let live = self.live(namespace, name);
-        *live.prepared.lock().await = Some((function.version, ready));
+        *live.lock_prepared() = Some((function.version, ready));
         tracing::info!(
             namespace,
             name,
@@ -309,11 +313,7 @@ impl Functions {
     pub fn replicas(&self, f: &Function) -> (u64, u64) {
         let live = self.live(&f.namespace, &f.name);
         let wanted = live.replicas.load(Ordering::Relaxed);
-        let available = match live.prepared.try_lock() {
-            Ok(prepared) => prepared.as_ref().is_some_and(|(v, _)| *v == f.version),
-            // Being prepared or swapped right now: not available yet.
-            Err(_) => false,
-        };
+        let available = live.current(f.version).is_some();
         (wanted, u64::from(available && wanted > 0))
     }
 
@@ -331,10 +331,10 @@ impl Functions {
         let live = self.live(&f.namespace, &f.name);
         live.replicas.store(replicas, Ordering::Relaxed);
         if replicas == 0 {
-            *live.prepared.lock().await = None;
+            *live.lock_prepared() = None;
             return Ok(());
         }
-        self.ready(state, f).await.map(drop)
+        self.ready(state, &live, f).await.map(drop)
     }
 
     /// The prepared action of `f`'s version, preparing it if needed (after
@@ -343,14 +343,16 @@ impl Functions {
     async fn ready(
         &self,
         state: &Data<AppState>,
+        live: &Live,
         f: &Arc<Function>,
     ) -> Result<(Ready, Option<u64>), ApiError> {
-        let live = self.live(&f.namespace, &f.name);
-        let mut prepared = live.prepared.lock().await;
-        if let Some((version, ready)) = prepared.as_ref()
-            && *version == f.version
-        {
-            return Ok((ready.clone(), None));
+        if let Some(ready) = live.current(f.version) {
+            return Ok((ready, None));
+        }
+        let _preparing = live.preparing.lock().await;
+        // Another call may have prepared it while this one waited.
+        if let Some(ready) = live.current(f.version) {
+            return Ok((ready, None));
         }
         let started = std::time::Instant::now();
         let request = prepare_request(
@@ -363,7 +365,7 @@ impl Functions {
             },
         );
         let (ready, _) = prepare(state, &state.loader, request).await?;
-        *prepared = Some((f.version, ready.clone()));
+        *live.lock_prepared() = Some((f.version, ready.clone()));
         Ok((ready, Some(started.elapsed().as_millis() as u64)))
     }
 
@@ -387,8 +389,8 @@ impl Functions {
         let started = std::time::Instant::now();
         let function = self.get(namespace, name)?;
         let params = merge_params(&function.spec.parameters, params)?;
-        let (ready, init_ms) = self.ready(state, &function).await?;
         let live = self.live(namespace, name);
+        let (ready, init_ms) = self.ready(state, &live, &function).await?;
         live.invocations.fetch_add(1, Ordering::Relaxed);
         let start = SystemTime::now();
         let ctx = context(&function, params, &activation_id, ready.max_duration, state);
@@ -501,6 +503,18 @@ impl Functions {
 }
 
 impl Live {
+    fn lock_prepared(&self) -> std::sync::MutexGuard<'_, Option<(u64, Ready)>> {
+        self.prepared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The prepared action of `version`, if that is the one held.
+    fn current(&self, version: u64) -> Option<Ready> {
+        match self.lock_prepared().as_ref() {
+            Some((v, ready)) if *v == version => Some(ready.clone()),
+            _ => None,
+        }
+    }
+
     fn append_logs(&self, id: &str, output: &ActivationOutput, time: SystemTime) {
         let mut logs = self.logs.lock().unwrap_or_else(|e| e.into_inner());
         for line in log_lines(output) {
