@@ -6,7 +6,7 @@
 
 use crate::error::ApiError;
 use crate::functions::{Functions, new_activation_id};
-use crate::server::{AppState, read_body};
+use crate::server::{AppState, get_only, read_body};
 use actix_web::web::{self, Bytes, Data, Payload};
 use actix_web::{HttpRequest, HttpResponse};
 use ow_store::{Function, FunctionSpec, Mode};
@@ -49,17 +49,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::resource(["/async-function/{name}", "/async-function/{name}/{path:.*}"])
             .to(invoke_async),
     );
-}
-
-fn get_only<F, Args>(path: &str, handler: F) -> actix_web::Resource
-where
-    F: actix_web::Handler<Args>,
-    Args: actix_web::FromRequest + 'static,
-    F::Output: actix_web::Responder + 'static,
-{
-    web::resource(path)
-        .route(web::get().to(handler))
-        .default_service(web::to(crate::server::method_not_allowed))
 }
 
 /// The functions, once the request's credentials are checked.

@@ -359,7 +359,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .configure(crate::openwhisk_api::routes);
 }
 
-fn get_only<F, Args>(path: &str, handler: F) -> actix_web::Resource
+pub(crate) fn get_only<F, Args>(path: &str, handler: F) -> actix_web::Resource
 where
     F: actix_web::Handler<Args>,
     Args: actix_web::FromRequest + 'static,
