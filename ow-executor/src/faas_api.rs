@@ -5,7 +5,7 @@
 //! docs/function-api.md.
 
 use crate::error::ApiError;
-use crate::functions::{Functions, new_activation_id};
+use crate::functions::Functions;
 use crate::server::{AppState, get_only, read_body};
 use actix_web::web::{self, Bytes, Data, Payload};
 use actix_web::{HttpRequest, HttpResponse};
@@ -471,7 +471,6 @@ async fn invocation_target<'a>(
     let path = req.match_info().get("path").unwrap_or_default().to_owned();
     let (ns, name) = split_name(functions, &name, None)?;
     let (ns, name) = (ns.to_owned(), name.to_owned());
-    functions.get(&ns, &name)?;
     let body = read_body(body, state.settings().max_run_bytes).await?;
     let params = http_params(req, &format!("/{path}"), &body)?;
     Ok((functions, ns, name, params))
@@ -485,11 +484,8 @@ async fn invoke(
     body: Payload,
 ) -> Result<HttpResponse, ApiError> {
     let (functions, ns, name, params) = invocation_target(&state, &req, body).await?;
-    let id = new_activation_id();
-    let invocation = functions
-        .invoke(&state, &ns, &name, params, id.clone(), false)
-        .await?;
-    answer(&id, invocation.output)
+    let invocation = functions.invoke(&state, &ns, &name, params, false).await?;
+    answer(&invocation.activation_id, invocation.output)
 }
 
 /// `/async-function/{name}`: 202 at once with `X-Call-Id`; the function
@@ -500,16 +496,7 @@ async fn invoke_async(
     body: Payload,
 ) -> Result<HttpResponse, ApiError> {
     let (functions, ns, name, params) = invocation_target(&state, &req, body).await?;
-    let id = new_activation_id();
-    let (functions, task_state, task_id) = (Arc::clone(functions), Data::clone(&state), id.clone());
-    actix_web::rt::spawn(async move {
-        if let Err(e) = functions
-            .invoke(&task_state, &ns, &name, params, task_id, true)
-            .await
-        {
-            tracing::warn!(namespace = ns, name, "async invocation failed: {e}");
-        }
-    });
+    let id = functions.start(&state, ns, name, params)?;
     Ok(HttpResponse::Accepted()
         .insert_header(("X-Call-Id", id.as_str()))
         .finish())
@@ -654,9 +641,8 @@ async fn we_invoke(
     let ns = functions.namespace(None)?.to_owned();
     let params =
         Bytes::from(serde_json::to_vec(&request.args.unwrap_or_default()).unwrap_or_default());
-    let id = new_activation_id();
     let invocation = functions
-        .invoke(&state, &ns, &request.function_name, params, id, false)
+        .invoke(&state, &ns, &request.function_name, params, false)
         .await?;
     let result = invocation.output.result.map_err(ApiError::Action)?;
     Ok(we_text(String::from_utf8_lossy(&result).into_owned()))

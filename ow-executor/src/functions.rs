@@ -27,9 +27,10 @@ const MAX_RECORDS: usize = 10_000;
 /// Who may use the management APIs, and as which namespace.
 #[derive(Debug, Clone)]
 pub struct Credentials {
-    /// `uuid:key` (OpenWhisk's format), checked as HTTP basic auth; `None`
-    /// with `--no-auth` on a loopback address.
-    pub auth: Option<(String, String)>,
+    /// `uuid:key` (OpenWhisk's format), checked as HTTP basic auth (the
+    /// decoded `user:password` must equal it); `None` with `--no-auth` on a
+    /// loopback address.
+    pub auth: Option<String>,
     /// The namespace of that key (`guest` unless `--namespace`).
     pub namespace: String,
 }
@@ -145,10 +146,9 @@ impl Functions {
     /// # Errors
     /// 401 when the credentials are missing or wrong.
     pub fn authorize(&self, req: &actix_web::HttpRequest) -> Result<(), ApiError> {
-        let Some((uuid, key)) = &self.credentials.auth else {
+        let Some(expected) = &self.credentials.auth else {
             return Ok(());
         };
-        let expected = format!("{uuid}:{key}");
         match crate::auth::basic(req) {
             Some(given) if crate::auth::same_secret(&given, expected.as_bytes()) => Ok(()),
             _ => Err(ApiError::BadCredentials),
@@ -378,6 +378,44 @@ impl Functions {
     /// object, 429 when the executor is full; a failed activation is an
     /// `Ok` whose output says why.
     pub async fn invoke(
+        self: &Arc<Self>,
+        state: &Data<AppState>,
+        namespace: &str,
+        name: &str,
+        params: Bytes,
+        record: bool,
+    ) -> Result<Invocation, ApiError> {
+        self.invoke_as(state, namespace, name, params, new_activation_id(), record)
+            .await
+    }
+
+    /// Start an invocation of `namespace/name` in the background (its logs
+    /// and OpenWhisk record are kept): its activation id.
+    ///
+    /// # Errors
+    /// 404 for an unknown function.
+    pub fn start(
+        self: &Arc<Self>,
+        state: &Data<AppState>,
+        namespace: String,
+        name: String,
+        params: Bytes,
+    ) -> Result<String, ApiError> {
+        self.get(&namespace, &name)?;
+        let id = new_activation_id();
+        let (functions, state, task_id) = (Arc::clone(self), Data::clone(state), id.clone());
+        actix_web::rt::spawn(async move {
+            let invoked = functions
+                .invoke_as(&state, &namespace, &name, params, task_id, true)
+                .await;
+            if let Err(e) = invoked {
+                tracing::warn!(namespace, name, "background invocation failed: {e}");
+            }
+        });
+        Ok(id)
+    }
+
+    async fn invoke_as(
         self: &Arc<Self>,
         state: &Data<AppState>,
         namespace: &str,

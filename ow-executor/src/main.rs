@@ -128,11 +128,13 @@ fn function_store(cli: &Cli) -> anyhow::Result<Option<functions::Functions>> {
     ow_store::check_name("namespace", &cli.namespace).map_err(anyhow::Error::msg)?;
     let auth = match (&cli.auth, cli.no_auth) {
         (Some(auth), _) => {
-            let (uuid, key) = auth
+            if !auth
                 .split_once(':')
-                .filter(|(u, k)| !u.is_empty() && !k.is_empty())
-                .ok_or_else(|| anyhow::anyhow!("--auth must be uuid:key"))?;
-            Some((uuid.to_owned(), key.to_owned()))
+                .is_some_and(|(uuid, key)| !uuid.is_empty() && !key.is_empty())
+            {
+                anyhow::bail!("--auth must be uuid:key");
+            }
+            Some(auth.clone())
         }
         (None, true) => {
             let loopback = matches!(cli.host.as_str(), "localhost")

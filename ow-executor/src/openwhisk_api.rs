@@ -5,9 +5,9 @@
 
 use crate::error::ApiError;
 use crate::faas_api::functions;
-use crate::functions::{Functions, limits_json, new_activation_id, response_of};
+use crate::functions::{Functions, limits_json, response_of};
 use crate::server::{AppState, read_body};
-use actix_web::web::{self, Bytes, Data, Payload};
+use actix_web::web::{self, Data, Payload};
 use actix_web::{HttpRequest, HttpResponse};
 use ow_store::{Function, Mode};
 use serde::Deserialize;
@@ -52,18 +52,20 @@ fn scope<'a>(
     Ok((functions, ns))
 }
 
-/// A query flag (`true`/`false` text; a bare `?` is no query).
-fn flag(req: &HttpRequest, name: &str) -> bool {
+/// The query parameter `name`, if any (a bare `?` is no query).
+fn query(req: &HttpRequest, name: &str) -> Option<String> {
     web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
-        .ok()
-        .and_then(|q| q.get(name).map(|v| v == "true"))
-        .unwrap_or(false)
+        .ok()?
+        .remove(name)
+}
+
+/// A query flag (`true`/`false` text).
+fn flag(req: &HttpRequest, name: &str) -> bool {
+    query(req, name).is_some_and(|v| v == "true")
 }
 
 fn number(req: &HttpRequest, name: &str) -> Option<usize> {
-    web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
-        .ok()
-        .and_then(|q| q.get(name).and_then(|v| v.parse().ok()))
+    query(req, name)?.parse().ok()
 }
 
 async fn namespaces(state: Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
@@ -295,13 +297,7 @@ async fn get(
 ) -> Result<HttpResponse, ApiError> {
     let (functions, ns) = scope(&state, &req)?;
     let f = functions.get(&ns, &path.1)?;
-    let wants_code = !matches!(
-        web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
-            .ok()
-            .and_then(|q| q.get("code").cloned())
-            .as_deref(),
-        Some("false")
-    );
+    let wants_code = query(&req, "code").as_deref() != Some("false");
     let code = match wants_code {
         true => {
             let (store, digest) = (Arc::clone(&functions.store), f.code_digest.clone());
@@ -333,37 +329,22 @@ async fn invoke(
 ) -> Result<HttpResponse, ApiError> {
     let (functions, ns) = scope(&state, &req)?;
     let name = path.1.clone();
-    functions.get(&ns, &name)?;
+    // An empty body is `{}`: the action's default parameters alone.
     let params = read_body(body, state.settings().max_run_bytes).await?;
-    let params = match params.iter().all(u8::is_ascii_whitespace) {
-        true => Bytes::from_static(b"{}"),
-        false => params,
-    };
-    let id = new_activation_id();
     if !flag(&req, "blocking") {
-        let (functions, task_state, task_id) =
-            (Arc::clone(functions), Data::clone(&state), id.clone());
-        actix_web::rt::spawn(async move {
-            if let Err(e) = functions
-                .invoke(&task_state, &ns, &name, params, task_id, true)
-                .await
-            {
-                tracing::warn!(namespace = ns, name, "non-blocking invocation failed: {e}");
-            }
-        });
+        let id = functions.start(&state, ns, name, params)?;
         return Ok(HttpResponse::Accepted()
             .insert_header(("x-openwhisk-activation-id", id.as_str()))
             .json(json!({ "activationId": id })));
     }
-    let invocation = functions
-        .invoke(&state, &ns, &name, params, id.clone(), true)
-        .await?;
+    let invocation = functions.invoke(&state, &ns, &name, params, true).await?;
+    let id = invocation.activation_id.as_str();
     let (_, success, result) = response_of(&invocation.output);
     let mut answer = match success {
         true => HttpResponse::Ok(),
         false => HttpResponse::BadGateway(),
     };
-    answer.insert_header(("x-openwhisk-activation-id", id.as_str()));
+    answer.insert_header(("x-openwhisk-activation-id", id));
     Ok(match flag(&req, "result") {
         true => answer.json(result),
         false => answer.json(invocation.record()),
@@ -382,11 +363,7 @@ fn summary(record: &Value) -> Value {
 
 async fn activations(state: Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let (functions, ns) = scope(&state, &req)?;
-    let query =
-        web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
-            .map(|q| q.into_inner())
-            .unwrap_or_default();
-    let name = query.get("name").map(String::as_str);
+    let name = query(&req, "name");
     let skip = number(&req, "skip").unwrap_or(0);
     let limit = number(&req, "limit")
         .filter(|l| *l > 0)
@@ -394,7 +371,7 @@ async fn activations(state: Data<AppState>, req: HttpRequest) -> Result<HttpResp
         .min(200);
     let docs = flag(&req, "docs");
     let records: Vec<Value> = functions
-        .records(&ns, name, skip, limit)
+        .records(&ns, name.as_deref(), skip, limit)
         .iter()
         .map(|r| if docs { (**r).clone() } else { summary(r) })
         .collect();
