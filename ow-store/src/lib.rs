@@ -237,15 +237,17 @@ impl Store {
             .set_cache_size(64 << 20)
             .create(&path)
             .map_err(|e| StoreError::Db(format!("cannot open {}: {e}", path.display())))?;
+        let store = Self {
+            db,
+            dir: dir.to_owned(),
+            index: RwLock::new(HashMap::new()),
+            writer: Mutex::new(()),
+        };
         // The tables exist from the first open on: readers need not care.
-        let txn = db.begin_write().map_err(StoreError::db)?;
-        txn.open_table(FUNCTIONS).map_err(StoreError::db)?;
-        txn.open_table(BLOBS).map_err(StoreError::db)?;
-        txn.open_table(REFS).map_err(StoreError::db)?;
-        txn.commit().map_err(StoreError::db)?;
-        let mut index = HashMap::new();
+        store.write(|_| Ok(()))?;
         {
-            let read = db.begin_read().map_err(StoreError::db)?;
+            let mut index = store.index.write().unwrap_or_else(|e| e.into_inner());
+            let read = store.db.begin_read().map_err(StoreError::db)?;
             let table = read.open_table(FUNCTIONS).map_err(StoreError::db)?;
             for entry in table.iter().map_err(StoreError::db)? {
                 let (key, value) = entry.map_err(StoreError::db)?;
@@ -255,12 +257,7 @@ impl Store {
                 index.insert((ns.to_owned(), name.to_owned()), Arc::new(function));
             }
         }
-        Ok(Self {
-            db,
-            dir: dir.to_owned(),
-            index: RwLock::new(index),
-            writer: Mutex::new(()),
-        })
+        Ok(store)
     }
 
     /// The directory the store lives in.
@@ -363,23 +360,18 @@ impl Store {
             version: old.as_ref().map_or(1, |o| o.version + 1),
         };
         let record = serde_json::to_vec(&function).map_err(StoreError::db)?;
-        let mut txn = self.db.begin_write().map_err(StoreError::db)?;
-        txn.set_quick_repair(true);
-        {
-            let mut functions = txn.open_table(FUNCTIONS).map_err(StoreError::db)?;
-            let mut blobs = txn.open_table(BLOBS).map_err(StoreError::db)?;
-            let mut refs = txn.open_table(REFS).map_err(StoreError::db)?;
-            functions
+        self.write(|t| {
+            t.functions
                 .insert((namespace, name), record.as_slice())
                 .map_err(StoreError::db)?;
             if old.as_ref().is_none_or(|o| o.code_digest != digest) {
-                add_ref(&mut blobs, &mut refs, &digest, code)?;
+                t.add_ref(&digest, code)?;
                 if let Some(old) = &old {
-                    drop_ref(&mut blobs, &mut refs, &old.code_digest)?;
+                    t.drop_ref(&old.code_digest)?;
                 }
             }
-        }
-        txn.commit().map_err(StoreError::db)?;
+            Ok(())
+        })?;
         let function = Arc::new(function);
         self.index
             .write()
@@ -401,18 +393,12 @@ impl Store {
         let old = self
             .get(namespace, name)
             .ok_or_else(|| StoreError::NotFound(format!("{namespace}/{name}")))?;
-        let mut txn = self.db.begin_write().map_err(StoreError::db)?;
-        txn.set_quick_repair(true);
-        {
-            let mut functions = txn.open_table(FUNCTIONS).map_err(StoreError::db)?;
-            let mut blobs = txn.open_table(BLOBS).map_err(StoreError::db)?;
-            let mut refs = txn.open_table(REFS).map_err(StoreError::db)?;
-            functions
+        self.write(|t| {
+            t.functions
                 .remove((namespace, name))
                 .map_err(StoreError::db)?;
-            drop_ref(&mut blobs, &mut refs, &old.code_digest)?;
-        }
-        txn.commit().map_err(StoreError::db)?;
+            t.drop_ref(&old.code_digest)
+        })?;
         self.index
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -421,38 +407,66 @@ impl Store {
     }
 }
 
-type Blobs<'t> = redb::Table<'t, &'static str, &'static [u8]>;
-type Refs<'t> = redb::Table<'t, &'static str, u64>;
-
-fn add_ref(
-    blobs: &mut Blobs<'_>,
-    refs: &mut Refs<'_>,
-    digest: &str,
-    code: &[u8],
-) -> Result<(), StoreError> {
-    let count = refs
-        .get(digest)
-        .map_err(StoreError::db)?
-        .map_or(0, |v| v.value());
-    if count == 0 {
-        blobs.insert(digest, code).map_err(StoreError::db)?;
-    }
-    refs.insert(digest, count + 1).map_err(StoreError::db)?;
-    Ok(())
+/// The tables of one write transaction.
+struct Tables<'t> {
+    functions: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
+    blobs: redb::Table<'t, &'static str, &'static [u8]>,
+    refs: redb::Table<'t, &'static str, u64>,
 }
 
-fn drop_ref(blobs: &mut Blobs<'_>, refs: &mut Refs<'_>, digest: &str) -> Result<(), StoreError> {
-    let count = refs
-        .get(digest)
-        .map_err(StoreError::db)?
-        .map_or(0, |v| v.value());
-    if count <= 1 {
-        refs.remove(digest).map_err(StoreError::db)?;
-        blobs.remove(digest).map_err(StoreError::db)?;
-    } else {
-        refs.insert(digest, count - 1).map_err(StoreError::db)?;
+impl Store {
+    /// Run `f` in one write transaction, committed (on disk, quick-repair)
+    /// before this returns; nothing is written if `f` fails.
+    fn write(
+        &self,
+        f: impl FnOnce(&mut Tables<'_>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write().map_err(StoreError::db)?;
+        txn.set_quick_repair(true);
+        {
+            let mut tables = Tables {
+                functions: txn.open_table(FUNCTIONS).map_err(StoreError::db)?,
+                blobs: txn.open_table(BLOBS).map_err(StoreError::db)?,
+                refs: txn.open_table(REFS).map_err(StoreError::db)?,
+            };
+            f(&mut tables)?;
+        }
+        txn.commit().map_err(StoreError::db)
     }
-    Ok(())
+}
+
+impl Tables<'_> {
+    fn add_ref(&mut self, digest: &str, code: &[u8]) -> Result<(), StoreError> {
+        let count = self
+            .refs
+            .get(digest)
+            .map_err(StoreError::db)?
+            .map_or(0, |v| v.value());
+        if count == 0 {
+            self.blobs.insert(digest, code).map_err(StoreError::db)?;
+        }
+        self.refs
+            .insert(digest, count + 1)
+            .map_err(StoreError::db)?;
+        Ok(())
+    }
+
+    fn drop_ref(&mut self, digest: &str) -> Result<(), StoreError> {
+        let count = self
+            .refs
+            .get(digest)
+            .map_err(StoreError::db)?
+            .map_or(0, |v| v.value());
+        if count <= 1 {
+            self.refs.remove(digest).map_err(StoreError::db)?;
+            self.blobs.remove(digest).map_err(StoreError::db)?;
+        } else {
+            self.refs
+                .insert(digest, count - 1)
+                .map_err(StoreError::db)?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
