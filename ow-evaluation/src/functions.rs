@@ -4,16 +4,14 @@
 //! function, and a restart with every function serving again.
 
 use crate::stats::{Summary, summarize};
-use crate::{KEY, Server, agent, free_port, has_wrk, signed_zip, wrk};
+use crate::{KEY, Server, agent, has_wrk, signed_zip, wrk};
 use anyhow::{Context as _, bail};
 use base64::Engine as _;
-use ow_common::digest::sha256_hex;
+use ow_test_modules::oci::{self, Registry};
 use serde::Serialize;
-use serde_json::{Value, json};
-use std::net::TcpStream;
+use serde_json::json;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 const AUTH: &str = "ow-bench-uuid:ow-bench-key";
 
@@ -105,106 +103,24 @@ fn store_server(exe: &Path, store: &Path) -> anyhow::Result<Server> {
     )
 }
 
-/// `docker-registry` on loopback, storage in a temp dir.
-struct Registry {
-    child: Child,
-    host: String,
-    dir: tempfile::TempDir,
-}
-
-impl Registry {
-    fn start() -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let port = free_port()?;
-        let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                dir.path().join("data").display()
-            ),
-        )?;
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("docker-registry is needed (apt-get install docker-registry)")?;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > deadline {
-                bail!("docker-registry did not listen");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(Self {
-            child,
-            host: format!("127.0.0.1:{port}"),
-            dir,
-        })
-    }
-
-    /// Push an image whose one layer (`media_type`) is `layer`.
-    fn push(&self, name: &str, media_type: &str, layer: &[u8]) -> anyhow::Result<String> {
-        let layout = self.dir.path().join(format!("layout-{name}"));
-        let blob = |bytes: &[u8]| -> anyhow::Result<Value> {
-            let hex = sha256_hex(bytes);
-            std::fs::create_dir_all(layout.join("blobs/sha256"))?;
-            std::fs::write(layout.join("blobs/sha256").join(&hex), bytes)?;
-            Ok(json!({"digest": format!("sha256:{hex}"), "size": bytes.len()}))
-        };
-        let mut config = blob(b"{}")?;
-        config["mediaType"] = json!("application/vnd.wasm.config.v0+json");
-        let mut layer_desc = blob(layer)?;
-        layer_desc["mediaType"] = json!(media_type);
-        let manifest =
-            json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": config, "layers": [layer_desc]})
-            .to_string();
-        let mut desc = blob(manifest.as_bytes())?;
-        desc["mediaType"] = json!("application/vnd.oci.image.manifest.v1+json");
-        desc["annotations"] = json!({"org.opencontainers.image.ref.name": "v1"});
-        std::fs::write(
-            layout.join("oci-layout"),
-            r#"{"imageLayoutVersion":"1.0.0"}"#,
-        )?;
-        std::fs::write(
-            layout.join("index.json"),
-            json!({"schemaVersion": 2, "manifests": [desc]}).to_string(),
-        )?;
-        let reference = format!("{}/{name}:v1", self.host);
-        let out = Command::new("skopeo")
-            .args(["--insecure-policy", "copy", "-q", "--dest-tls-verify=false"])
-            .arg(format!("oci:{}:v1", layout.display()))
-            .arg(format!("docker://{reference}"))
-            .output()
-            .context("skopeo is needed (apt-get install skopeo)")?;
-        if !out.status.success() {
-            bail!("skopeo copy: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        Ok(reference)
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Deploy-to-first-result: each round deploys a new function of the same
 /// precompiled image (its env differs, so the action is really loaded from
 /// the zip's native code; the layer comes from the digest cache after the
 /// first round, which downloads it).
 fn deploy(exe: &Path, rounds: usize) -> anyhow::Result<(f64, Summary)> {
     let registry = Registry::start()?;
-    let image = registry.push(
-        "add-precompiled",
-        "application/zip",
+    let layouts = tempfile::tempdir()?;
+    let layout = layouts.path().join("add-precompiled");
+    oci::add_image(
+        &layout,
+        "v1",
+        oci::ZIP_LAYER,
         &signed_zip(ow_test_modules::ADD, None)?,
     )?;
+    let image = registry
+        .push(&layout, "v1", "add-precompiled")
+        .map_err(anyhow::Error::msg)?;
+
     let store = tempfile::tempdir()?;
     let server = store_server(exe, &store.path().join("store"))?;
     let agent = agent();

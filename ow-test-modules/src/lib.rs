@@ -5,4 +5,5 @@ include!(concat!(env!("OUT_DIR"), "/modules.rs"));
 
 pub mod activate;
 pub mod bench;
+pub mod oci;
 pub mod suite;

@@ -102,8 +102,8 @@ fn invoke(app: &TestApp, name: &str, params: Value) -> (u16, Value) {
 pub fn faas_lifecycle_on_every_engine(engine: &str) {
     let dir = tempfile::tempdir().unwrap();
     let layout = dir.path().join("layout");
-    oci::add_image(&layout, "v1", oci::WASM_LAYER, modules::ADD);
-    oci::add_image(&layout, "v2", oci::WASM_LAYER, modules::ECHO);
+    oci::add_image(&layout, "v1", oci::WASM_LAYER, modules::ADD).unwrap();
+    oci::add_image(&layout, "v2", oci::WASM_LAYER, modules::ECHO).unwrap();
     let app = store_app(engine, &dir.path().join("store"), &[]);
     let v1 = format!("oci:{}:v1", layout.display());
     let (status, text) = call(
@@ -183,7 +183,7 @@ pub fn faas_lifecycle_on_every_engine(engine: &str) {
 pub fn faas_status_codes() {
     let dir = tempfile::tempdir().unwrap();
     let layout = dir.path().join("layout");
-    oci::add_image(&layout, "v1", oci::WASM_LAYER, modules::ECHO);
+    oci::add_image(&layout, "v1", oci::WASM_LAYER, modules::ECHO).unwrap();
     let app = store_app("wasmtime", &dir.path().join("store"), &[]);
     let image = format!("oci:{}:v1", layout.display());
     let cases: Vec<(&str, &str, Vec<u8>, u16)> = vec![
@@ -297,7 +297,7 @@ pub fn faas_status_codes() {
 pub fn wasmengine_routes() {
     let dir = tempfile::tempdir().unwrap();
     let layout = dir.path().join("layout");
-    oci::add_image(&layout, "v1", oci::WASM_LAYER, modules::ADD);
+    oci::add_image(&layout, "v1", oci::WASM_LAYER, modules::ADD).unwrap();
     let app = store_app("wasmtime", &dir.path().join("store"), &[]);
     let image = format!("oci:{}:v1", layout.display());
     let deploy =
@@ -352,18 +352,19 @@ pub fn wasmengine_routes() {
 /// Deploy by image from a real registry (wasm artifact and tar image),
 /// invoke, update to a new tag, delete.
 pub fn images_from_a_real_registry() {
-    let registry = Registry::start();
+    let registry = Registry::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let layout = dir.path().join("layout");
-    oci::add_image(&layout, "v1", oci::WASM_LAYER, modules::ADD);
+    oci::add_image(&layout, "v1", oci::WASM_LAYER, modules::ADD).unwrap();
     oci::add_image(
         &layout,
         "v2",
         oci::TAR_GZIP_LAYER,
         &oci::tar_gz(&[("README", b"hi"), ("echo.wasm", modules::ECHO)]),
-    );
-    let v1 = registry.push(&layout, "v1", "fn/calc");
-    let v2 = registry.push(&layout, "v2", "fn/calc");
+    )
+    .unwrap();
+    let v1 = registry.push(&layout, "v1", "fn/calc").unwrap();
+    let v2 = registry.push(&layout, "v2", "fn/calc").unwrap();
     let app = store_app("wasmtime", &dir.path().join("store"), &[]);
     assert_eq!(
         call(
@@ -487,15 +488,17 @@ pub fn hostile_images_are_refused() {
         "bomb",
         oci::TAR_GZIP_LAYER,
         &oci::tar_gz(&[("zeros", &zeros), ("x.wasm", modules::ADD)]),
-    );
+    )
+    .unwrap();
     drop(zeros);
-    oci::add_image(&layout, "component", oci::COMPONENT_LAYER, modules::ADD);
+    oci::add_image(&layout, "component", oci::COMPONENT_LAYER, modules::ADD).unwrap();
     oci::add_image(
         &layout,
         "two",
         oci::TAR_GZIP_LAYER,
         &oci::tar_gz(&[("a.wasm", modules::ADD), ("b.wasm", modules::ADD)]),
-    );
+    )
+    .unwrap();
     let at = |tag: &str| format!("oci:{}:{tag}", layout.display());
     refused(at("bomb"), "larger than the limit");
     refused(at("component"), "component");
@@ -506,7 +509,7 @@ pub fn hostile_images_are_refused() {
         "not an OCI image layout",
     );
     // Still serving.
-    oci::add_image(&layout, "ok", oci::WASM_LAYER, modules::ECHO);
+    oci::add_image(&layout, "ok", oci::WASM_LAYER, modules::ECHO).unwrap();
     assert_eq!(
         call(
             &app,
