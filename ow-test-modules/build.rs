@@ -43,6 +43,16 @@ const EXAMPLES: &[&str] = &[
     "state_bench",
     "zygote_table",
     "zygote_trap",
+    // ABI version 2: chaining.
+    "pipeline",
+    "map_reduce",
+    "square",
+    "call_guard",
+    "chain_ops",
+    "payload_source",
+    "payload_sink",
+    "payload_fan_in",
+    "payload_make",
 ];
 
 fn main() {

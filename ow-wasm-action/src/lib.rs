@@ -2,6 +2,7 @@
 
 pub use serde_json::{self, Value, json};
 
+pub mod call;
 pub mod context;
 pub mod state;
 
@@ -62,7 +63,8 @@ macro_rules! export {
 ///
 /// `init` sees the /init environment but no activation's: no `__OW_*`
 /// variables of an activation, no scratch directory, state calls answer
-/// [`state::StateError::Unavailable`]. It must not open files or other
+/// [`state::StateError::Unavailable`] and action calls
+/// [`call::CallError::Unavailable`]. It must not open files or other
 /// handles, read clocks or random numbers (their values would be frozen into
 /// every activation) or spawn anything. A panic fails /init.
 ///
