@@ -1,5 +1,6 @@
-//! ABI version 2: the key-value state functions of `ow_host_v1`, the
-//! engine-neutral half (docs/abi.md, "ABI version 2").
+//! ABI version 2: the functions of `ow_host_v1` (key-value state, and
+//! calls of other actions), the engine-neutral half (docs/abi.md, "ABI
+//! version 2").
 //!
 //! Every engine links the same [`IMPORTS`] and runs each call in three
 //! steps, so that all engines agree byte for byte on what the guest sees:
@@ -8,7 +9,7 @@
 //!    an owned [`StateOp`]; every range and key is checked here, before
 //!    anything happens (a bad one is [`Error::Abi`], which ends the
 //!    activation);
-//! 2. the activation's host context answers it (`Host::state`, async);
+//! 2. the activation's host context answers it (`Host::answer`, async);
 //! 3. [`Delivery::finish`]: the bytes to copy go to the guest's buffer and
 //!    the import's return value comes back.
 
@@ -27,6 +28,8 @@ pub const TOO_LARGE: i64 = -2;
 pub const UNAVAILABLE: i64 = -3;
 /// `-4`: waiting for a lock ran past the activation's deadline.
 pub const LOCK_TIMEOUT: i64 = -4;
+/// `-5`: `call` refused: the activation has as many calls in flight as it may.
+pub const TOO_MANY_CALLS: i64 = -5;
 
 /// Why a state operation did not succeed, as the guest sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -43,6 +46,9 @@ pub enum StateError {
     /// A lock wait ran past the deadline.
     #[error("the lock wait ran past the deadline")]
     LockTimeout,
+    /// `call`: the activation has as many calls in flight as it may.
+    #[error("too many calls in flight")]
+    TooManyCalls,
 }
 
 impl StateError {
@@ -53,6 +59,7 @@ impl StateError {
             StateError::TooLarge => TOO_LARGE,
             StateError::Unavailable => UNAVAILABLE,
             StateError::LockTimeout => LOCK_TIMEOUT,
+            StateError::TooManyCalls => TOO_MANY_CALLS,
         }
     }
 }
@@ -79,8 +86,9 @@ pub struct Import {
 
 use Ty::{I32, I64};
 
-/// The state functions, in the order of [`ImportId`]'s indices.
-pub const IMPORTS: [Import; 9] = [
+/// The `ow_host_v1` functions, in the order of [`ImportId`]'s indices:
+/// the state functions, then the calls of other actions.
+pub const IMPORTS: [Import; 11] = [
     Import {
         name: "state_get",
         params: &[I32, I32, I32, I32],
@@ -126,6 +134,16 @@ pub const IMPORTS: [Import; 9] = [
         params: &[I32, I32],
         result: I32,
     },
+    Import {
+        name: "call",
+        params: &[I32, I32, I32, I32],
+        result: I64,
+    },
+    Import {
+        name: "await_call",
+        params: &[I64, I32, I32],
+        result: I64,
+    },
 ];
 
 /// The index of an import in [`IMPORTS`].
@@ -168,6 +186,20 @@ pub fn check_import(
         )));
     }
     Ok(id)
+}
+
+/// One call of an `ow_host_v1` function, owned: what the host context
+/// answers (`Host::answer`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostCall {
+    /// A state operation.
+    State(StateOp),
+    /// `call`: start an activation of the action `name` with `params` (a
+    /// JSON object's bytes); the reply's value is the call's id.
+    Call { name: String, params: Vec<u8> },
+    /// `await_call`: wait for call `id`; the reply's value is the result's
+    /// length, its data the result's first `cap` bytes (or all of them).
+    Await { id: i64, cap: u32 },
 }
 
 /// One state operation, owned: what the host context answers. Keys are the
@@ -266,7 +298,7 @@ pub fn decode(
     memory_size: usize,
     max_value: usize,
     read: &mut dyn FnMut(u32, u32) -> Result<Vec<u8>>,
-) -> Result<(StateOp, Delivery)> {
+) -> Result<(HostCall, Delivery)> {
     let mut refused = None;
     {
         let spec = IMPORTS
@@ -282,6 +314,24 @@ pub fn decode(
         }
         // An i32 argument is a pointer or a length: its unsigned value.
         let u = |i: usize| args[i] as i32 as u32;
+        let out = |ptr: u32, cap: u32, what: &str| -> Result<Option<(u32, u32)>> {
+            crate::abi::guest_range(ptr, cap, memory_size, what)?;
+            Ok(Some((ptr, cap)))
+        };
+        if spec.name == "await_call" {
+            return Ok((
+                HostCall::Await {
+                    id: args[0],
+                    cap: u(2),
+                },
+                Delivery {
+                    out: out(u(1), u(2), "the call's result buffer")?,
+                    result: spec.result,
+                    refused: None,
+                },
+            ));
+        }
+        // The key, or the name of the action `call` starts.
         let key = {
             let len = u(1) as usize;
             if len > MAX_KEY_BYTES {
@@ -303,10 +353,23 @@ pub fn decode(
             }
             read(ptr, len)
         };
-        let out = |ptr: u32, cap: u32| -> Result<Option<(u32, u32)>> {
-            crate::abi::guest_range(ptr, cap, memory_size, "the state buffer")?;
-            Ok(Some((ptr, cap)))
-        };
+        if spec.name == "call" {
+            let params = read(u(2), u(3))?;
+            if !is_object(&params) {
+                return Err(Error::Abi(format!(
+                    "call of {key}: the params are not a JSON object"
+                )));
+            }
+            return Ok((
+                HostCall::Call { name: key, params },
+                Delivery {
+                    out: None,
+                    result: spec.result,
+                    refused: None,
+                },
+            ));
+        }
+        let out = |ptr, cap| out(ptr, cap, "the state buffer");
         let (op, out) = match spec.name {
             "state_get" => (StateOp::Get { key, cap: u(3) }, out(u(2), u(3))?),
             "state_set" => (
@@ -356,7 +419,7 @@ pub fn decode(
             other => return Err(Error::Abi(format!("unknown ow_host_v1 function {other}"))),
         };
         Ok((
-            op,
+            HostCall::State(op),
             Delivery {
                 out,
                 result: spec.result,
@@ -404,6 +467,14 @@ impl Delivery {
     }
 }
 
+/// Whether `params` look like a JSON object: `{...}` within whitespace
+/// (empty means `{}`). Checked by its braces only, so that a large payload
+/// is not scanned twice: the callee parses it.
+fn is_object(params: &[u8]) -> bool {
+    let params = params.trim_ascii();
+    params.is_empty() || (params.first() == Some(&b'{') && params.last() == Some(&b'}'))
+}
+
 /// An `i64` offset argument: negative ones break the ABI.
 fn offset(raw: i64) -> Result<u64> {
     u64::try_from(raw).map_err(|_| Error::Abi(format!("negative state offset {raw}")))
@@ -430,13 +501,65 @@ mod tests {
         m
     }
 
-    fn call(import: &str, args: &[i64]) -> Result<(StateOp, Delivery)> {
+    fn host_call(import: &str, args: &[i64]) -> Result<(HostCall, Delivery)> {
         let mem = memory();
         let mut read = |ptr: u32, len: u32| {
             let r = crate::abi::guest_range(ptr, len, mem.len(), "test")?;
             Ok(mem[r].to_vec())
         };
         decode(import_id(import).unwrap(), args, mem.len(), 4, &mut read)
+    }
+
+    fn call(import: &str, args: &[i64]) -> Result<(StateOp, Delivery)> {
+        host_call(import, args).map(|(call, delivery)| match call {
+            HostCall::State(op) => (op, delivery),
+            other => panic!("not a state operation: {other:?}"),
+        })
+    }
+
+    #[test]
+    fn calls_of_actions_decode_with_their_params_unlimited() {
+        let mut mem = memory();
+        mem[64..66].copy_from_slice(b"{}");
+        let mut read = |ptr: u32, len: u32| {
+            let r = crate::abi::guest_range(ptr, len, mem.len(), "test")?;
+            Ok(mem[r].to_vec())
+        };
+        let id = import_id("call").unwrap();
+        // The size limit of state values does not apply to params (4 here).
+        let (call, delivery) = decode(id, &[0, 3, 16, 0], 256, 4, &mut read).unwrap();
+        assert_eq!(
+            call,
+            HostCall::Call {
+                name: "key".into(),
+                params: Vec::new()
+            }
+        );
+        assert_eq!(delivery.refused(), None);
+        let (call, _) = decode(id, &[0, 3, 64, 2], 256, 0, &mut read).unwrap();
+        assert!(matches!(call, HostCall::Call { params, .. } if params == b"{}"));
+        // Not an object: the ABI is broken.
+        let err = decode(id, &[0, 3, 16, 5], 256, 4, &mut read).unwrap_err();
+        assert!(err.to_string().contains("not a JSON object"), "{err}");
+        let (call, delivery) = host_call("await_call", &[7, 200, 56]).unwrap();
+        assert_eq!(call, HostCall::Await { id: 7, cap: 56 });
+        let mut written = Vec::new();
+        let reply = StateReply {
+            value: 100,
+            data: vec![1; 100],
+        };
+        let ret = delivery
+            .finish(Ok(reply), &mut |ptr, b| {
+                written.push((ptr, b.len()));
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!((ret, written), (100, vec![(200, 56)]));
+        assert!(matches!(
+            host_call("await_call", &[7, 200, 57]),
+            Err(Error::Abi(_))
+        ));
+        assert_eq!(StateError::TooManyCalls.code(), -5);
     }
 
     #[test]

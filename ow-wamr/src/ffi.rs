@@ -447,7 +447,7 @@ unsafe fn state_call(exec_env: sys::wasm_exec_env_t, args: *mut u64) -> Result<(
     })?;
     let result = match delivery.refused() {
         Some(e) => Err(e),
-        None => ctx.handle.block_on(ctx.host.state(op)),
+        None => ctx.handle.block_on(ctx.host.answer(op)),
     };
     let ty = delivery.result_type();
     let ret = delivery.finish(result, &mut |ptr, bytes| {

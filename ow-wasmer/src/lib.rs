@@ -565,7 +565,7 @@ fn state_call(
     .map_err(user)?;
     let result = match delivery.refused() {
         Some(e) => Err(e),
-        None => data.handle.block_on(data.host.state(op)),
+        None => data.handle.block_on(data.host.answer(op)),
     };
     let ty = delivery.result_type();
     let ret = delivery

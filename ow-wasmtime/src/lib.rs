@@ -146,7 +146,7 @@ async fn state_call(
     let host = Arc::clone(&caller.data().host);
     let result = match delivery.refused() {
         Some(e) => Err(e),
-        None => host.state(op).await,
+        None => host.answer(op).await,
     };
     let ret = delivery.finish(result, &mut |ptr, bytes| {
         memory
