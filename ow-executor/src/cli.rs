@@ -191,6 +191,26 @@ pub struct Cli {
     #[arg(long, env = "OW_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
 
+    /// Another executor whose function API (`POST /function/{name}`) serves
+    /// calls of actions found neither here nor through the OpenWhisk API
+    /// (`__OW_API_HOST`); tried in the order given. Repeatable, or
+    /// comma-separated in the variable. Credentials may be in the URL
+    /// (`http://uuid:key@host:port`); else the caller's API key is sent.
+    #[arg(long = "peer", env = "OW_PEERS", value_delimiter = ',')]
+    pub peers: Vec<String>,
+
+    /// Activations a chain of calls may have, the root included; a call
+    /// that would go deeper gets an error result.
+    #[arg(long, env = "OW_MAX_CALL_DEPTH", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_call_depth: u32,
+
+    /// Calls one activation may have started and not yet awaited; `call`
+    /// returns -5 beyond.
+    #[arg(long, env = "OW_MAX_CALLS_IN_FLIGHT", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_calls_in_flight: u32,
+
     /// Keep functions in this directory (created if missing) and serve the
     /// function APIs on this port: OpenFaaS's faas-provider
     /// (`/system/...`, `/function/{name}`), WasmEngine's (`/function/deploy`,

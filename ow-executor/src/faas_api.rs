@@ -484,7 +484,10 @@ async fn invoke(
     body: Payload,
 ) -> Result<HttpResponse, ApiError> {
     let (functions, ns, name, params) = invocation_target(&state, &req, body).await?;
-    let invocation = functions.invoke(&state, &ns, &name, params, false).await?;
+    let origin = crate::chain::Origin::from_request(&req);
+    let invocation = functions
+        .invoke(&state, &ns, &name, params, false, origin)
+        .await?;
     answer(&invocation.activation_id, invocation.output)
 }
 
@@ -642,7 +645,14 @@ async fn we_invoke(
     let params =
         Bytes::from(serde_json::to_vec(&request.args.unwrap_or_default()).unwrap_or_default());
     let invocation = functions
-        .invoke(&state, &ns, &request.function_name, params, false)
+        .invoke(
+            &state,
+            &ns,
+            &request.function_name,
+            params,
+            false,
+            Default::default(),
+        )
         .await?;
     let result = invocation.output.result.map_err(ApiError::Action)?;
     Ok(we_text(String::from_utf8_lossy(&result).into_owned()))

@@ -5,6 +5,7 @@
 //! logs and the activation records the OpenWhisk API answers with. Both
 //! management APIs (`faas_api`, `openwhisk_api`) are thin layers over this.
 
+use crate::chain::Origin;
 use crate::error::ApiError;
 use crate::registry::Ready;
 use crate::server::{
@@ -384,9 +385,32 @@ impl Functions {
         name: &str,
         params: Bytes,
         record: bool,
+        origin: Origin,
     ) -> Result<Invocation, ApiError> {
-        self.invoke_as(state, namespace, name, params, new_activation_id(), record)
+        let id = new_activation_id();
+        self.invoke_as(state, namespace, name, params, id, record, origin)
             .await
+    }
+
+    /// The prepared action of `namespace/name` and `params` with its default
+    /// parameters merged under them: what an embedding caller runs.
+    ///
+    /// # Errors
+    /// 404 for an unknown function, 400 for params that are not a JSON
+    /// object, or why it cannot be prepared.
+    pub async fn prepared(
+        &self,
+        state: &Data<AppState>,
+        namespace: &str,
+        name: &str,
+        params: Bytes,
+    ) -> Result<(Ready, Bytes), ApiError> {
+        let function = self.get(namespace, name)?;
+        let params = merge_params(&function.spec.parameters, params)?;
+        let live = self.live(namespace, name);
+        let (ready, _) = self.ready(state, &live, &function).await?;
+        live.invocations.fetch_add(1, Ordering::Relaxed);
+        Ok((ready, params))
     }
 
     /// Start an invocation of `namespace/name` in the background (its logs
@@ -406,7 +430,15 @@ impl Functions {
         let (functions, state, task_id) = (Arc::clone(self), Data::clone(state), id.clone());
         actix_web::rt::spawn(async move {
             let invoked = functions
-                .invoke_as(&state, &namespace, &name, params, task_id, true)
+                .invoke_as(
+                    &state,
+                    &namespace,
+                    &name,
+                    params,
+                    task_id,
+                    true,
+                    Origin::default(),
+                )
                 .await;
             if let Err(e) = invoked {
                 tracing::warn!(namespace, name, "background invocation failed: {e}");
@@ -415,6 +447,7 @@ impl Functions {
         Ok(id)
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn invoke_as(
         self: &Arc<Self>,
         state: &Data<AppState>,
@@ -423,6 +456,7 @@ impl Functions {
         params: Bytes,
         activation_id: String,
         record: bool,
+        origin: Origin,
     ) -> Result<Invocation, ApiError> {
         let started = std::time::Instant::now();
         let function = self.get(namespace, name)?;
@@ -459,7 +493,7 @@ impl Functions {
             }
         }));
         let engine = ready.engine;
-        let output = execute(state, ready, ctx, finish).await;
+        let output = execute(state, ready, ctx, finish, origin).await;
         let outcome = match &output {
             Ok(output) => action_outcome(output.result.as_deref()),
             Err(e) => error_outcome(e),

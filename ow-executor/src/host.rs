@@ -1,7 +1,7 @@
 //! The host context the executor gives each activation (`ow_common::Host`):
 //! what its guest's `ow_host_v1` imports call back into.
 
-use ow_common::state::{StateOp, StateResult};
+use ow_common::state::{StateError, StateOp, StateResult};
 use ow_common::{ActivationContext, Deadline, Host};
 
 /// The namespace of activations whose /run names none.
@@ -17,15 +17,25 @@ pub struct ActivationHost {
     /// the host context is dropped (the activation ended, whatever the
     /// outcome, and its engine let go of it).
     state: ow_state::Session,
+    /// The actions it calls.
+    calls: crate::chain::Calls,
 }
 
 impl ActivationHost {
-    /// The host context of the activation `ctx`, which ends at `deadline`.
-    pub fn new(ctx: &ActivationContext, state: &ow_state::State, deadline: &Deadline) -> Self {
+    /// The host context of the activation `ctx`, called from `origin`,
+    /// which ends at `deadline` and may embed the actions `embed`.
+    pub fn new(
+        app: &actix_web::web::Data<crate::server::AppState>,
+        ctx: &ActivationContext,
+        deadline: &Deadline,
+        origin: &crate::chain::Origin,
+        embed: std::sync::Arc<[String]>,
+    ) -> Self {
         let namespace = ctx.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE);
         Self {
-            state: state.session(namespace, deadline.clone()),
+            state: app.state.session(namespace, deadline.clone()),
             namespace: ctx.namespace.clone(),
+            calls: crate::chain::Calls::new(app, ctx, deadline, origin, embed),
         }
     }
 }
@@ -42,5 +52,13 @@ impl Host for ActivationHost {
 
     async fn state(&self, op: StateOp) -> StateResult {
         self.state.call(op).await
+    }
+
+    async fn call(&self, name: String, params: Vec<u8>) -> Result<i64, StateError> {
+        self.calls.call(name, params)
+    }
+
+    async fn await_call(&self, id: i64, cap: u32) -> StateResult {
+        self.calls.await_call(id, cap).await
     }
 }

@@ -5,6 +5,7 @@
 
 mod auth;
 mod budget;
+mod chain;
 mod cli;
 mod engines;
 mod error;
@@ -97,7 +98,12 @@ fn main() -> anyhow::Result<()> {
         };
         tracing::info!(tier = store.tier_name(), "action state ready");
         let mut state = server::AppState::new(engines, loader, settings, store)
-            .context("cannot start the /init thread pool")?;
+            .context("cannot start the /init thread pool")?
+            .with_chaining(chain::ChainSettings {
+                max_depth: cli.max_call_depth as usize,
+                max_in_flight: cli.max_calls_in_flight as usize,
+                peers: cli.peers.clone(),
+            });
         if let Some(functions) = function_store(&cli)? {
             state = state.with_functions(functions);
         }

@@ -26,6 +26,13 @@ pub struct RunLabels {
     pub outcome: &'static str,
 }
 
+/// Labels of a call of an action by an action.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallLabels {
+    /// The data path: `embedded`, `local` or `networked`.
+    pub path: &'static str,
+}
+
 /// Every metric of the executor.
 pub struct Metrics {
     registry: Registry,
@@ -44,6 +51,8 @@ pub struct Metrics {
     pub trust_unsigned: Gauge,
     /// MiB of the memory budget reserved now (0 without a budget).
     pub budget_used_mib: Gauge,
+    /// Calls of actions by actions, by data path.
+    pub calls: Family<CallLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -62,6 +71,12 @@ impl Default for Metrics {
         let in_flight = Gauge::default();
         let trust_unsigned = Gauge::default();
         let budget_used_mib = Gauge::default();
+        let calls = Family::<CallLabels, Counter>::default();
+        registry.register(
+            "calls",
+            "Calls of actions by actions (ow_host_v1 `call`), by data path",
+            calls.clone(),
+        );
         registry.register(
             "memory_budget_used_mib",
             "MiB of the memory budget reserved by running activations and /inits",
@@ -106,6 +121,7 @@ impl Default for Metrics {
             in_flight,
             trust_unsigned,
             budget_used_mib,
+            calls,
         }
     }
 }
@@ -121,6 +137,11 @@ impl Metrics {
     pub fn run(&self, labels: RunLabels, seconds: f64) {
         self.activations.get_or_create(&labels).inc();
         self.run_seconds.get_or_create(&labels).observe(seconds);
+    }
+
+    /// Count a call of an action by an action over `path`.
+    pub fn call(&self, path: &'static str) {
+        self.calls.get_or_create(&CallLabels { path }).inc();
     }
 
     /// The OpenMetrics text of every metric.

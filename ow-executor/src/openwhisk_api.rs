@@ -337,7 +337,10 @@ async fn invoke(
             .insert_header(("x-openwhisk-activation-id", id.as_str()))
             .json(json!({ "activationId": id })));
     }
-    let invocation = functions.invoke(&state, &ns, &name, params, true).await?;
+    let origin = crate::chain::Origin::from_request(&req);
+    let invocation = functions
+        .invoke(&state, &ns, &name, params, true, origin)
+        .await?;
     let id = invocation.activation_id.as_str();
     let (_, success, result) = response_of(&invocation.output);
     let mut answer = match success {

@@ -15,7 +15,7 @@
 use ow_common::PreparedAction;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 /// A ready container: its action, the action's own time limit, its engine.
@@ -29,6 +29,22 @@ pub struct Ready {
     pub engine: &'static str,
     /// The most memory one activation may hold, reserved from the budget.
     pub memory_bytes: u64,
+    /// The action's name (/init's `name`), by which other actions call it.
+    pub name: Option<String>,
+    /// The actions it may embed (its /init env's `OW_EMBED`).
+    pub embed: Arc<[String]>,
+    /// The namespace of its activations, fixed by the first one (/run's
+    /// `namespace`, or the first caller's): only actions of that namespace
+    /// may call it.
+    pub namespace: Arc<OnceLock<String>>,
+}
+
+impl Ready {
+    /// Whether an activation of `namespace` may run it (and, the first
+    /// time, make it that namespace's).
+    pub fn serves(&self, namespace: &str) -> bool {
+        self.namespace.get_or_init(|| namespace.to_owned()) == namespace
+    }
 }
 
 enum Entry {
@@ -117,6 +133,29 @@ impl Registry {
         self.entries().remove(id).is_some()
     }
 
+    /// The ready container an activation of `namespace` calls `name`: the
+    /// container `name`, else one whose action is named `name`.
+    pub fn find(&self, name: &str, namespace: &str) -> Option<Ready> {
+        if name.is_empty() {
+            return None;
+        }
+        let entries = self.entries();
+        let ready = |e: &Entry| match e {
+            Entry::Ready(ready) => Some(ready.clone()),
+            Entry::Initializing(_) => None,
+        };
+        entries
+            .get(name)
+            .and_then(ready)
+            .or_else(|| {
+                entries
+                    .values()
+                    .filter_map(ready)
+                    .find(|r| r.name.as_deref() == Some(name))
+            })
+            .filter(|r| r.serves(namespace))
+    }
+
     /// The ready container `id`, if any.
     pub fn ready(&self, id: &str) -> Option<Ready> {
         match self.entries().get(id) {
@@ -162,6 +201,9 @@ mod tests {
             max_duration: Duration::from_secs(1),
             engine: "test",
             memory_bytes: 1 << 20,
+            name: Some(format!("{name}-action")),
+            embed: Arc::new([]),
+            namespace: Arc::default(),
         }
     }
 
@@ -238,5 +280,22 @@ mod tests {
         let third = registry.begin_init("d").unwrap();
         registry.abandon(&third);
         assert!(registry.begin_init("d").is_ok());
+    }
+
+    #[test]
+    fn containers_are_found_by_id_or_action_name_within_one_namespace() {
+        let registry = Registry::default();
+        for id in ["a", "b"] {
+            let ticket = registry.begin_init(id).unwrap();
+            assert_eq!(registry.complete(&ticket, ready(id)), Completion::Ready);
+        }
+        assert!(registry.find("", "ns").is_none());
+        assert!(registry.find("c", "ns").is_none());
+        // The first activation makes it its namespace's.
+        assert!(registry.find("a", "ns").is_some());
+        assert!(registry.find("a", "other").is_none());
+        assert!(registry.find("a-action", "ns").is_some());
+        assert!(registry.find("b-action", "other").is_some());
+        assert!(registry.find("b", "ns").is_none());
     }
 }

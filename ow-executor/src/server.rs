@@ -86,6 +86,8 @@ pub struct AppState {
     pub(crate) state: ow_state::State,
     /// The function store and its APIs (`--store-dir`).
     functions: Option<Arc<crate::functions::Functions>>,
+    /// Calls of actions by actions.
+    chaining: crate::chain::Chaining,
 }
 
 impl AppState {
@@ -130,7 +132,28 @@ impl AppState {
             loader: Arc::new(loader),
             state,
             functions: None,
+            chaining: crate::chain::Chaining::new(Default::default()),
         })
+    }
+
+    /// Chain calls with these settings (`--max-call-depth`, `--peer`, ...).
+    pub fn with_chaining(mut self, settings: crate::chain::ChainSettings) -> Self {
+        self.chaining = crate::chain::Chaining::new(settings);
+        self
+    }
+
+    pub(crate) fn chaining(&self) -> &crate::chain::Chaining {
+        &self.chaining
+    }
+
+    /// This executor's containers.
+    pub(crate) fn containers(&self) -> &Registry {
+        &self.containers
+    }
+
+    /// Count a call of an action by an action in `ow_calls_total`.
+    pub(crate) fn count_call(&self, path: crate::chain::CallPath) {
+        self.metrics.call(path.name());
     }
 
     /// Serve the functions of a store too.
@@ -602,13 +625,24 @@ pub(crate) async fn prepare(
     let limits =
         crate::cli::action_limits(state.engines.limits(), &env).map_err(ApiError::BadRequest)?;
     let max_duration = limits.max_duration;
+    let embed: Arc<[String]> = env
+        .get(crate::chain::EMBED_ENV_KEY)
+        .map(|names| {
+            names
+                .split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
     // The most one activation may hold: its memory and its two log buffers.
     let memory_bytes = limits.max_memory_bytes as u64 + 2 * limits.max_log_bytes as u64;
     let scratch = crate::cli::wants_scratch(&env)
         .map_err(ApiError::BadRequest)?
         .then(|| state.settings.scratch_dir.clone());
     let spec = ActionSpec {
-        name: req.name,
+        name: req.name.clone(),
         entry: req.entry,
         env,
         limits,
@@ -681,6 +715,9 @@ pub(crate) async fn prepare(
             max_duration,
             engine,
             memory_bytes,
+            name: req.name,
+            embed,
+            namespace: Arc::default(),
         },
         path,
     ))
@@ -811,7 +848,14 @@ async fn activate(
 ) -> Result<Vec<u8>, ApiError> {
     let req: RunRequest = read_json(body, state.settings.max_run_bytes).await?;
     let ctx = req.into_context(state.api_host.clone());
-    let output = execute(state, ready, ctx, Finish::Invoker).await?;
+    // The first activation makes the container its namespace's (what
+    // other actions' calls of it are checked against).
+    ready.serves(
+        ctx.namespace
+            .as_deref()
+            .unwrap_or(crate::host::DEFAULT_NAMESPACE),
+    );
+    let output = execute(state, ready, ctx, Finish::Invoker, Default::default()).await?;
     output.result.map_err(ApiError::Action)
 }
 
@@ -824,20 +868,23 @@ pub(crate) enum Finish {
     Record(Box<dyn FnOnce(&ActivationOutput) + Send>),
 }
 
-/// Run one activation of `ready` in context `ctx`, holding a slot and its
-/// memory reservation until it ends. The activation is a task of its own:
-/// if the caller goes away it still ends, `finish`es and gives its slot
-/// back.
+/// Run one activation of `ready` in context `ctx`, called from `origin`
+/// (nobody's for /run), holding a slot and its memory reservation until it
+/// ends. The activation is a task of its own: if the caller goes away it
+/// still ends, `finish`es and gives its slot back.
 pub(crate) async fn execute(
     state: &Data<AppState>,
     ready: Ready,
-    ctx: ow_common::ActivationContext,
+    mut ctx: ow_common::ActivationContext,
     finish: Finish,
+    origin: crate::chain::Origin,
 ) -> Result<ActivationOutput, ApiError> {
+    origin.apply(&mut ctx);
     let Ready {
         action,
         max_duration,
         memory_bytes,
+        embed,
         ..
     } = ready;
     let slot = state
@@ -847,18 +894,11 @@ pub(crate) async fn execute(
     // until then.
     let reserved = state.reserve(memory_bytes).await?;
     let time_limit = ctx.time_limit(max_duration);
-    let deadline = Deadline::new(time_limit);
-    let activation = Activation {
-        host: Arc::new(crate::host::ActivationHost::new(
-            &ctx,
-            &state.state,
-            &deadline,
-        )),
-        deadline,
-        ctx,
-    };
+    let activation = activation(state, ctx, time_limit, &origin, embed);
     let state = Data::clone(state);
-    let task = actix_web::rt::spawn(async move {
+    // A Send task of the current runtime: an HTTP worker's, or an engine
+    // pool's when a caller's host call starts it.
+    let task = tokio::spawn(async move {
         // In flight from the slot on (the body is read, the activation runs).
         let _in_flight = InFlight::new(&state.metrics.in_flight);
         let output = match run_to_deadline(action, activation, DEADLINE_GRACE).await {
@@ -885,6 +925,43 @@ pub(crate) async fn execute(
     });
     task.await
         .map_err(|e| ApiError::Internal(format!("activation task failed: {e}")))
+}
+
+/// An activation in context `ctx` that must end within `time_limit`, with
+/// its host context.
+fn activation(
+    state: &Data<AppState>,
+    ctx: ow_common::ActivationContext,
+    time_limit: std::time::Duration,
+    origin: &crate::chain::Origin,
+    embed: Arc<[String]>,
+) -> Activation {
+    let deadline = Deadline::new(time_limit);
+    Activation {
+        host: Arc::new(crate::host::ActivationHost::new(
+            state, &ctx, &deadline, origin, embed,
+        )),
+        deadline,
+        ctx,
+    }
+}
+
+/// Run an embedded callee's activation of `ready` right here, on its
+/// caller's task and within its caller's slot and deadline.
+pub(crate) async fn run_embedded(
+    state: &Data<AppState>,
+    ready: Ready,
+    mut ctx: ow_common::ActivationContext,
+    origin: crate::chain::Origin,
+) -> ActivationOutput {
+    origin.apply(&mut ctx);
+    let time_limit = ctx.time_limit(ready.max_duration);
+    let activation = activation(state, ctx, time_limit, &origin, ready.embed);
+    run_to_deadline(ready.action, activation, DEADLINE_GRACE)
+        .await
+        .unwrap_or_else(|| {
+            ActivationOutput::failed(ActionError::Timeout(time_limit.as_millis() as u64))
+        })
 }
 
 /// Write an activation's logs and the sentinels (before its answer is sent).

@@ -117,12 +117,17 @@ impl std::fmt::Debug for Puller {
     }
 }
 
+/// Make ring the process's rustls provider, which every reqwest client of
+/// the process then takes (this crate's and the executor's). Idempotent.
+pub fn install_tls_provider() {
+    // An error means one is installed already, which is as good.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 impl Puller {
     /// A puller with `options`.
     pub fn new(options: PullOptions) -> Self {
-        // reqwest takes the process's rustls provider: ring. An error means
-        // one is installed already, which is as good.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        install_tls_provider();
         Self {
             options,
             tls: OnceLock::new(),

@@ -184,6 +184,7 @@ fn raise_fd_limit(needed: u64) {
 }
 
 /// What the executor held while activations slept.
+#[derive(Debug)]
 struct Sleepers {
     /// From the first request sent to the last answer read.
     wall: Duration,
@@ -215,34 +216,15 @@ fn sleep_concurrently(n: usize) -> Sleepers {
     init_at(&app, "sleep", modules::SLEEP);
     // One activation first: what every activation shares is in place.
     assert_eq!(run_at(&app, "sleep", json!({"ms": 1})).0, 200);
-    let rss_before = rss_kib(&app);
     let addr = address(&app);
-    let tokio = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let done = std::sync::atomic::AtomicBool::new(false);
-    std::thread::scope(|s| {
-        // Watch the executor while they sleep: its threads and memory.
-        let watch = s.spawn(|| {
-            let (mut in_flight, mut threads, mut bytes_each) = (0u64, 0, 0);
-            while !done.load(std::sync::atomic::Ordering::SeqCst) {
-                let now = metric(&app, "ow_activations_in_flight").unwrap_or(0.0) as u64;
-                threads = threads.max(proc_status(&app, "Threads"));
-                if now > in_flight {
-                    // Per activation where most are in flight at once.
-                    let grown = rss_kib(&app).saturating_sub(rss_before) * 1024;
-                    bytes_each = grown / now;
-                    in_flight = now;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            (in_flight, threads, bytes_each)
-        });
-        let started = Instant::now();
+    let (answers, sleepers) = watched(&app, || {
+        let tokio = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         let body = r#"{"value":{"ms":1000}}"#;
         let pace = Arc::new(tokio::sync::Semaphore::new(256));
-        let answers = tokio.block_on(async {
+        tokio.block_on(async {
             let sleepers: Vec<_> = (0..n)
                 .map(|_| {
                     let pace = Arc::clone(&pace);
@@ -256,12 +238,39 @@ fn sleep_concurrently(n: usize) -> Sleepers {
                 answers.push(sleeper.await.unwrap());
             }
             answers
+        })
+    });
+    for (status, body) in answers {
+        assert_eq!((status, body.as_str()), (200, r#"{"slept_ms":1000}"#));
+    }
+    eprintln!("{n} sleeps: {sleepers:?}");
+    sleepers
+}
+
+/// Run `load` while watching the executor: its threads, and its memory per
+/// activation where most were in flight at once.
+fn watched<T>(app: &TestApp, load: impl FnOnce() -> T) -> (T, Sleepers) {
+    let rss_before = rss_kib(app);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let watch = s.spawn(|| {
+            let (mut in_flight, mut threads, mut bytes_each) = (0u64, 0, 0);
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                let now = metric(app, "ow_activations_in_flight").unwrap_or(0.0) as u64;
+                threads = threads.max(proc_status(app, "Threads"));
+                if now > in_flight {
+                    let grown = rss_kib(app).saturating_sub(rss_before) * 1024;
+                    bytes_each = grown / now;
+                    in_flight = now;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            (in_flight, threads, bytes_each)
         });
+        let started = Instant::now();
+        let answers = load();
         let wall = started.elapsed();
         done.store(true, std::sync::atomic::Ordering::SeqCst);
-        for (status, body) in answers {
-            assert_eq!((status, body.as_str()), (200, r#"{"slept_ms":1000}"#));
-        }
         let (in_flight, threads, bytes_each) = watch.join().unwrap();
         let sleepers = Sleepers {
             wall,
@@ -269,11 +278,7 @@ fn sleep_concurrently(n: usize) -> Sleepers {
             threads,
             bytes_each,
         };
-        eprintln!(
-            "{n} sleeps: {wall:?}, at most {in_flight} in flight, {threads} threads, \
-             {bytes_each} bytes each"
-        );
-        sleepers
+        (answers, sleepers)
     })
 }
 
@@ -302,4 +307,114 @@ pub fn ten_thousand_sleeping_activations_fit_in_little_memory() {
         "{} bytes per sleeping activation",
         sleepers.bytes_each
     );
+}
+
+/// 10,000 activations each awaiting a call of an action on a peer, which
+/// answers none of them before all 10,000 are waiting (a barrier): an
+/// awaiting caller holds no thread. One root activation starts them (so
+/// that the executor's 10,000 connections to the peer and the peer's
+/// 10,000 fit this machine's open-file limit of 20,000 per process).
+pub fn ten_thousand_awaiting_callers_hold_no_thread_each() {
+    const N: usize = 10_000;
+    raise_fd_limit(N as u64 + 1024);
+    let peer = BarrierPeer::start(N);
+    let url = format!("http://{}", peer.addr);
+    let instances = (N + 1).to_string();
+    let app = spawn_app_with(
+        "wasmtime",
+        &[
+            "--max-instances",
+            &instances,
+            "--memory-budget",
+            "off",
+            "--max-calls-in-flight",
+            &N.to_string(),
+            "--peer",
+            &url,
+        ],
+        &[],
+    );
+    init_at(&app, "root", modules::CHAIN_OPS);
+    init_at(&app, "waiter", modules::CHAIN_OPS);
+    let waiter = json!({ "ops": [{ "op": "call", "name": "remote" }, { "op": "await" }] });
+    let root = json!({ "ops": [
+        { "op": "call", "name": "waiter", "params": waiter, "repeat": N },
+        { "op": "await_all" }
+    ] });
+    let ((status, body), callers) = watched(&app, || run_at(&app, "root", root));
+    assert_eq!(status, 200, "{body}");
+    let data = body["results"][1]["data"].as_array().unwrap();
+    assert_eq!(data.len(), N);
+    let expected =
+        json!({ "results": [{ "code": 1 }, { "code": 15, "data": r#"{"waited":true}"# }] });
+    for answer in data {
+        let answer: serde_json::Value = serde_json::from_str(answer.as_str().unwrap()).unwrap();
+        assert_eq!(answer, expected);
+    }
+    eprintln!("{N} awaiting callers: {callers:?}");
+    callers.assert_within(Duration::from_secs(20));
+    assert!(callers.in_flight > N as u64, "{callers:?}");
+}
+
+/// A peer executor's function API that holds every call until `n` have
+/// arrived, then answers them all `{"waited":true}`.
+struct BarrierPeer {
+    addr: std::net::SocketAddr,
+}
+
+impl BarrierPeer {
+    fn start(n: usize) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Ends with the test's process.
+        std::thread::spawn(move || {
+            let tokio = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            tokio.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let barrier = Arc::new(tokio::sync::Barrier::new(n));
+                while let Ok((mut stream, _)) = listener.accept().await {
+                    let barrier = Arc::clone(&barrier);
+                    tokio::spawn(async move {
+                        // Read one whole request, then wait for the others.
+                        let mut request = Vec::new();
+                        let mut buf = [0u8; 4096];
+                        while !complete(&request) {
+                            match stream.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(k) => request.extend_from_slice(&buf[..k]),
+                            }
+                        }
+                        barrier.wait().await;
+                        let body = r#"{"waited":true}"#;
+                        let answer = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                        let _ = stream.write_all(answer.as_bytes()).await;
+                    });
+                }
+            });
+        });
+        Self { addr }
+    }
+}
+
+/// Whether `request` holds a whole HTTP request (headers and the body its
+/// `Content-Length` announces).
+fn complete(request: &[u8]) -> bool {
+    let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let headers = String::from_utf8_lossy(&request[..end]).to_ascii_lowercase();
+    let length: usize = headers
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    request.len() >= end + 4 + length
 }
