@@ -142,6 +142,8 @@ pub struct Origin {
     pub deadline_ms: Option<u64>,
     /// The caller's API key, for the callee's own networked calls.
     pub api_key: Option<String>,
+    /// The path the call took to this executor.
+    pub path: Option<CallPath>,
 }
 
 impl Origin {
@@ -159,7 +161,19 @@ impl Origin {
                 .unwrap_or_default(),
             deadline_ms: header(DEADLINE_HEADER).and_then(|d| d.parse().ok()),
             api_key: None,
+            path: header(LINEAGE_HEADER).map(|_| CallPath::Networked),
         }
+    }
+
+    /// The line a called activation's log starts with: who called it, over
+    /// which path (none for an activation nobody called).
+    pub fn log_line(&self) -> Option<String> {
+        let path = self.path?;
+        let caller = self.lineage.0.last().map_or("?", String::as_str);
+        Some(format!(
+            "chained call: path={} caller={caller}",
+            path.name()
+        ))
     }
 
     /// Apply to a callee's context: the earlier deadline, the caller's key
@@ -285,13 +299,14 @@ impl Calls {
         self.table.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// What a callee inherits.
-    fn origin(&self) -> Origin {
+    /// What a callee on `path` inherits.
+    fn origin(&self, path: CallPath) -> Origin {
         let left = self.deadline.remaining();
         Origin {
             lineage: self.lineage.clone(),
             deadline_ms: Some(now_ms() + left.as_millis() as u64),
             api_key: self.api_key.clone(),
+            path: Some(path),
         }
     }
 
@@ -377,7 +392,13 @@ impl Calls {
 
     /// A callee's context: its params, the caller's namespace, deadline and
     /// API host and key.
-    fn context(&self, name: &str, params: Bytes, id: &str) -> ow_common::ActivationContext {
+    fn context(
+        &self,
+        name: &str,
+        params: Bytes,
+        id: &str,
+        origin: &Origin,
+    ) -> ow_common::ActivationContext {
         let mut ctx = ow_common::ActivationContext {
             params,
             namespace: Some(self.namespace.clone()),
@@ -386,13 +407,13 @@ impl Calls {
             api_host: self.api_host.clone(),
             ..Default::default()
         };
-        self.origin().apply(&mut ctx);
+        origin.apply(&mut ctx);
         ctx
     }
 
     fn run_local(&self, local: Local, name: String, params: Bytes) -> BoxFuture<'static, Bytes> {
         let state = Data::clone(&self.state);
-        let origin = self.origin();
+        let origin = self.origin(CallPath::Local);
         match local {
             Local::Function => {
                 let ns = self.namespace.clone();
@@ -411,10 +432,11 @@ impl Calls {
             Local::Container(ready) => {
                 let id = crate::functions::new_activation_id();
                 self.log(CallPath::Local, &name, &id);
-                let ctx = self.context(&name, params, &id);
+                let ctx = self.context(&name, params, &id, &origin);
+                let line = origin.log_line();
                 Box::pin(async move {
                     let finish = Finish::Record(Box::new(move |output: &ActivationOutput| {
-                        log_output(&id, output);
+                        log_output(&id, line.as_deref(), output);
                     }));
                     let engine = ready.engine;
                     let started = std::time::Instant::now();
@@ -434,12 +456,13 @@ impl Calls {
     /// caller's task within the caller's slot.
     fn embedded(&self, local: Local, name: String, params: Bytes) -> BoxFuture<'static, Bytes> {
         let state = Data::clone(&self.state);
-        let origin = self.origin();
+        let origin = self.origin(CallPath::Embedded);
         let id = crate::functions::new_activation_id();
         self.log(CallPath::Embedded, &name, &id);
         self.state.count_call(CallPath::Embedded);
         let ns = self.namespace.clone();
-        let mut ctx = self.context(&name, Bytes::new(), &id);
+        let mut ctx = self.context(&name, Bytes::new(), &id, &origin);
+        let line = origin.log_line();
         Box::pin(async move {
             let ready = match local {
                 Local::Container(ready) => {
@@ -460,7 +483,7 @@ impl Calls {
                 }
             };
             let output = crate::server::run_embedded(&state, ready, ctx, origin).await;
-            log_output(&id, &output);
+            log_output(&id, line.as_deref(), &output);
             output_result(Ok(output))
         })
     }
@@ -470,7 +493,7 @@ impl Calls {
     fn networked(&self, name: String, params: Bytes) -> BoxFuture<'static, Bytes> {
         let client = self.chaining().client.clone();
         let peers = self.chaining().settings.peers.clone();
-        let origin = self.origin();
+        let origin = self.origin(CallPath::Networked);
         let ns = self.namespace.clone();
         let api = self.api_host.clone().zip(self.api_key.clone());
         let deadline = self.deadline.clone();
@@ -590,8 +613,11 @@ impl Calls {
 }
 
 /// A callee's logs, in the executor's log (a callee has no invoker reading
-/// its stdout).
-fn log_output(activation_id: &str, output: &ActivationOutput) {
+/// its stdout), after the line saying how it was called.
+fn log_output(activation_id: &str, first: Option<&str>, output: &ActivationOutput) {
+    if let Some(line) = first {
+        tracing::info!(activation_id, stream = "stderr", "{line}");
+    }
     for (stream, bytes) in [("stdout", &output.stdout), ("stderr", &output.stderr)] {
         for line in String::from_utf8_lossy(bytes).lines() {
             tracing::info!(activation_id, stream, "{line}");
@@ -657,10 +683,16 @@ mod tests {
     #[test]
     fn the_earlier_deadline_and_a_missing_key_are_inherited() {
         let origin = Origin {
-            lineage: Lineage::default(),
+            lineage: Lineage::parse("guest/a"),
             deadline_ms: Some(1000),
             api_key: Some("u:k".into()),
+            path: Some(CallPath::Local),
         };
+        assert_eq!(
+            origin.log_line().as_deref(),
+            Some("chained call: path=local caller=guest/a")
+        );
+        assert_eq!(Origin::default().log_line(), None);
         let mut ctx = ow_common::ActivationContext {
             deadline_ms: Some(2000),
             ..Default::default()

@@ -476,9 +476,10 @@ impl Functions {
             Arc::clone(&function),
             activation_id.clone(),
         );
+        let called = origin.log_line();
         let finish = Finish::Record(Box::new(move |output: &ActivationOutput| {
             let end = SystemTime::now();
-            live.append_logs(&id, output, end);
+            live.append_logs(&id, called, output, end);
             if record {
                 let invocation = InvocationView {
                     function: &f,
@@ -587,13 +588,21 @@ impl Live {
         }
     }
 
-    fn append_logs(&self, id: &str, output: &ActivationOutput, time: SystemTime) {
+    /// Keep an activation's log lines, after `first` (how it was called).
+    fn append_logs(
+        &self,
+        id: &str,
+        first: Option<String>,
+        output: &ActivationOutput,
+        time: SystemTime,
+    ) {
         let mut logs = self.logs.lock().unwrap_or_else(|e| e.into_inner());
-        for line in log_lines(output) {
+        let lines = log_lines(output).into_iter().map(|(_, text)| text);
+        for text in first.into_iter().chain(lines) {
             logs.push_back(LogLine {
                 time,
                 instance: id.to_owned(),
-                text: line.1,
+                text,
             });
             if logs.len() > LOG_LINES_PER_FUNCTION {
                 logs.pop_front();

@@ -138,6 +138,13 @@ pub fn functions_call_functions_of_their_namespace_only(engine: &str) {
         json!({ "ok": true, "result": { "value": 144 } })
     );
     assert_eq!(calls(&app, "local"), 1.0);
+    // The callee's log says how it was called.
+    let (status, logs) = call(&app, "GET", "/system/logs?name=square", None);
+    assert_eq!(status, 200, "{logs}");
+    assert!(
+        logs.contains("chained call: path=local caller=guest/guard"),
+        "{logs}"
+    );
     // Containers are their first activation's namespace's.
     init_at(&app, "other", modules::SQUARE);
     let (status, _) = app.post(
