@@ -353,7 +353,7 @@ impl Calls {
             )))
         } else {
             match local {
-                Some(local) if self.embed.iter().any(|e| *e == name) => {
+                Some(local) if self.embed.contains(&name) => {
                     Entry::Deferred(self.embedded(local, name, params))
                 }
                 Some(local) => self.spawn(CallPath::Local, self.run_local(local, name, params)),

@@ -332,4 +332,56 @@ pub fn failing_callees_and_a_caller_out_of_time(engine: &str) {
     // The callee got the caller's deadline: it ended too, and the slot is back.
     await_in_flight(&app, 0);
     assert_eq!(guard("trap", json!({}))["ok"], json!(false));
+    // 1,000 calls in flight by default; the 1,001st is refused.
+    init_at(&app, "many", modules::CHAIN_OPS);
+    let sq = json!({ "op": "call", "name": "guard", "params": { "callee": "nowhere" } });
+    let mut thousand = sq.clone();
+    thousand["repeat"] = json!(1000);
+    let ops = json!([thousand, sq, {"op": "await_all"}]);
+    let (status, body) = run_as(&app, "many", json!({ "ops": ops }));
+    assert_eq!(
+        status,
+        200,
+        "{}",
+        &body.to_string()[..300.min(body.to_string().len())]
+    );
+    assert_eq!(body["results"][0]["code"], json!(1000));
+    assert_eq!(body["results"][1]["code"], json!(-5));
+    let answers = body["results"][2]["data"].as_array().unwrap();
+    assert_eq!(answers.len(), 1000);
+    assert!(
+        answers
+            .iter()
+            .all(|a| a == r#"{"ok":false,"unknown":true}"#)
+    );
+}
+
+/// The OpenWhisk API path: a callee found through `__OW_API_HOST` with the
+/// activation's API key (here another executor's OpenWhisk API), refused
+/// with another key: no call crosses namespaces unless the API authorises it.
+pub fn calls_through_the_openwhisk_api_need_the_activation_s_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = store_app("wasmtime", dir.path(), &[]);
+    let (status, body) = put_action(&api, "square", modules::SQUARE, json!([]), false);
+    assert_eq!(status, 200, "{body}");
+    let app = spawn_app_with("wasmtime", &[], &[("__OW_API_HOST", api.base.as_str())]);
+    init_at(&app, "guard", modules::CALL_GUARD);
+    let run = |key: &str| {
+        let (status, body) = app.post(
+            "/guard/run",
+            &json!({
+                "value": { "callee": "square", "params": { "value": 5 } },
+                "namespace": "guest",
+                "action_name": "/guest/guard",
+                "api_key": key,
+            }),
+        );
+        assert_eq!(status, 200, "{body}");
+        body
+    };
+    assert_eq!(run(AUTH), json!({ "ok": true, "result": { "value": 25 } }));
+    assert_eq!(calls(&app, "networked"), 1.0);
+    let refused = run("23bc46b1-71f6-4ed5-8c54-816aa4f8c502:wrong");
+    assert_eq!(refused["ok"], json!(false), "{refused}");
+    assert!(refused["callee_error"].is_string(), "{refused}");
 }
