@@ -236,14 +236,33 @@ enum Entry {
     Done(Bytes),
 }
 
+/// What a calling action's settings say about its calls.
+pub struct Caller {
+    /// The actions it may embed (its /init env's `OW_EMBED`).
+    embed: Arc<[String]>,
+    /// The most bytes of params and results its calls may hold at once:
+    /// its own memory reservation, so that a guest cannot make the host
+    /// hold more than it could hold itself.
+    max_bytes: usize,
+}
+
+impl Caller {
+    /// The caller settings of the action `ready`.
+    pub fn of(ready: &crate::registry::Ready) -> Self {
+        Self {
+            embed: Arc::clone(&ready.embed),
+            max_bytes: usize::try_from(ready.memory_bytes).unwrap_or(usize::MAX),
+        }
+    }
+}
+
 /// One activation's calls, and what its callees inherit.
 pub struct Calls {
     state: Data<AppState>,
     namespace: String,
     /// This activation's lineage (itself last).
     lineage: Lineage,
-    /// Callees this activation may embed.
-    embed: Arc<[String]>,
+    caller: Caller,
     deadline: Deadline,
     api_host: Option<String>,
     api_key: Option<String>,
@@ -253,7 +272,27 @@ pub struct Calls {
 #[derive(Default)]
 struct Table {
     last_id: i64,
-    calls: HashMap<i64, Entry>,
+    /// Each call's entry and the bytes it holds (its params until read).
+    calls: HashMap<i64, (Entry, usize)>,
+    /// The bytes all of them hold.
+    bytes: usize,
+}
+
+impl Table {
+    fn take(&mut self, id: i64) -> Option<(Entry, usize)> {
+        let taken = self.calls.remove(&id);
+        if let Some((_, bytes)) = &taken {
+            self.bytes -= bytes;
+        }
+        taken
+    }
+
+    fn put(&mut self, id: i64, entry: Entry, bytes: usize) {
+        self.bytes += bytes;
+        if let Some((_, old)) = self.calls.insert(id, (entry, bytes)) {
+            self.bytes -= old;
+        }
+    }
 }
 
 impl std::fmt::Debug for Calls {
@@ -277,7 +316,7 @@ impl Calls {
         ctx: &ow_common::ActivationContext,
         deadline: &Deadline,
         origin: &Origin,
-        embed: Arc<[String]>,
+        caller: Caller,
     ) -> Self {
         Self {
             state: Data::clone(state),
@@ -286,7 +325,7 @@ impl Calls {
                 .clone()
                 .unwrap_or_else(|| crate::host::DEFAULT_NAMESPACE.to_owned()),
             lineage: origin.lineage.child(lineage_key(ctx)),
-            embed,
+            caller,
             deadline: deadline.clone(),
             api_host: ctx.api_host.clone(),
             api_key: ctx.api_key.clone(),
@@ -330,9 +369,15 @@ impl Calls {
     /// `call`: start the callee; its id.
     pub fn call(&self, name: String, params: Vec<u8>) -> Result<i64, StateError> {
         let settings = &self.chaining().settings;
-        if self.table().calls.len() >= settings.max_in_flight {
-            return Err(StateError::TooManyCalls);
+        {
+            let table = self.table();
+            if table.calls.len() >= settings.max_in_flight
+                || table.bytes.saturating_add(params.len()) > self.caller.max_bytes
+            {
+                return Err(StateError::TooManyCalls);
+            }
         }
+        let held = params.len();
         let params = Bytes::from(params);
         let key = format!("{}/{name}", self.namespace);
         let local = self.local(&name);
@@ -353,7 +398,7 @@ impl Calls {
             )))
         } else {
             match local {
-                Some(local) if self.embed.contains(&name) => {
+                Some(local) if self.caller.embed.contains(&name) => {
                     Entry::Deferred(self.embedded(local, name, params))
                 }
                 Some(local) => self.spawn(CallPath::Local, self.run_local(local, name, params)),
@@ -363,7 +408,7 @@ impl Calls {
         let mut table = self.table();
         table.last_id += 1;
         let id = table.last_id;
-        table.calls.insert(id, entry);
+        table.put(id, entry, held);
         Ok(id)
     }
 
@@ -498,6 +543,7 @@ impl Calls {
         let api = self.api_host.clone().zip(self.api_key.clone());
         let deadline = self.deadline.clone();
         let lineage = self.lineage.header();
+        let max_result = self.state.operator_limits().max_result_bytes;
         self.log(CallPath::Networked, &name, "-");
         Box::pin(async move {
             let mut targets = Vec::new();
@@ -548,7 +594,7 @@ impl Calls {
                 if status == reqwest::StatusCode::NOT_FOUND {
                     continue;
                 }
-                let body = match response.bytes().await {
+                let body = match read_limited(response, max_result).await {
                     Ok(body) => body,
                     Err(e) => return error_result(format!("the call of {name} failed: {e}")),
                 };
@@ -570,10 +616,10 @@ impl Calls {
             let mut table = self.table();
             match table.calls.get(&id) {
                 None => return Err(StateError::Absent),
-                Some(Entry::Done(bytes)) => Entry::Done(bytes.clone()),
-                Some(Entry::Running(rx)) => Entry::Running(rx.clone()),
+                Some((Entry::Done(bytes), _)) => Entry::Done(bytes.clone()),
+                Some((Entry::Running(rx), _)) => Entry::Running(rx.clone()),
                 // Taken out to run: it comes back as Done if it does not fit.
-                Some(Entry::Deferred(_)) => table.calls.remove(&id).expect("present"),
+                Some((Entry::Deferred(_), _)) => table.take(id).expect("present").0,
             }
         };
         let result = match entry {
@@ -596,15 +642,17 @@ impl Calls {
                     () = self.deadline.expired() => return Err(StateError::Unavailable),
                     bytes = call => bytes,
                 };
-                self.table().calls.insert(id, Entry::Done(bytes.clone()));
                 bytes
             }
         };
-        if result.len() <= cap as usize {
-            self.table().calls.remove(&id);
-        } else {
-            self.table().calls.insert(id, Entry::Done(result.clone()));
+        // Read whole: forgotten. Else kept, holding its bytes, for a later
+        // await with room for it.
+        let mut table = self.table();
+        table.take(id);
+        if result.len() > cap as usize {
+            table.put(id, Entry::Done(result.clone()), result.len());
         }
+        drop(table);
         Ok(StateReply {
             value: result.len() as i64,
             data: result.into(),
@@ -623,6 +671,22 @@ fn log_output(activation_id: &str, first: Option<&str>, output: &ActivationOutpu
             tracing::info!(activation_id, stream, "{line}");
         }
     }
+}
+
+/// A response's body, refused past `limit` bytes (the largest result).
+async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<Bytes, String> {
+    let too_large = || format!("the result exceeds the limit of {limit} bytes");
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(body))
 }
 
 fn looks_like_object(body: &[u8]) -> bool {

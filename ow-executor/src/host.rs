@@ -22,20 +22,20 @@ pub struct ActivationHost {
 }
 
 impl ActivationHost {
-    /// The host context of the activation `ctx`, called from `origin`,
-    /// which ends at `deadline` and may embed the actions `embed`.
+    /// The host context of the activation `ctx` of `caller`, called from
+    /// `origin`, which ends at `deadline`.
     pub fn new(
         app: &actix_web::web::Data<crate::server::AppState>,
         ctx: &ActivationContext,
         deadline: &Deadline,
         origin: &crate::chain::Origin,
-        embed: std::sync::Arc<[String]>,
+        caller: crate::chain::Caller,
     ) -> Self {
         let namespace = ctx.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE);
         Self {
             state: app.state.session(namespace, deadline.clone()),
             namespace: ctx.namespace.clone(),
-            calls: crate::chain::Calls::new(app, ctx, deadline, origin, embed),
+            calls: crate::chain::Calls::new(app, ctx, deadline, origin, caller),
         }
     }
 }

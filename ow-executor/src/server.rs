@@ -880,11 +880,11 @@ pub(crate) async fn execute(
     origin: crate::chain::Origin,
 ) -> Result<ActivationOutput, ApiError> {
     origin.apply(&mut ctx);
+    let caller = crate::chain::Caller::of(&ready);
     let Ready {
         action,
         max_duration,
         memory_bytes,
-        embed,
         ..
     } = ready;
     let slot = state
@@ -894,7 +894,7 @@ pub(crate) async fn execute(
     // until then.
     let reserved = state.reserve(memory_bytes).await?;
     let time_limit = ctx.time_limit(max_duration);
-    let activation = activation(state, ctx, time_limit, &origin, embed);
+    let activation = activation(state, ctx, time_limit, &origin, caller);
     let state = Data::clone(state);
     // A Send task of the current runtime: an HTTP worker's, or an engine
     // pool's when a caller's host call starts it.
@@ -934,12 +934,12 @@ fn activation(
     ctx: ow_common::ActivationContext,
     time_limit: std::time::Duration,
     origin: &crate::chain::Origin,
-    embed: Arc<[String]>,
+    caller: crate::chain::Caller,
 ) -> Activation {
     let deadline = Deadline::new(time_limit);
     Activation {
         host: Arc::new(crate::host::ActivationHost::new(
-            state, &ctx, &deadline, origin, embed,
+            state, &ctx, &deadline, origin, caller,
         )),
         deadline,
         ctx,
@@ -956,7 +956,8 @@ pub(crate) async fn run_embedded(
 ) -> ActivationOutput {
     origin.apply(&mut ctx);
     let time_limit = ctx.time_limit(ready.max_duration);
-    let activation = activation(state, ctx, time_limit, &origin, ready.embed);
+    let caller = crate::chain::Caller::of(&ready);
+    let activation = activation(state, ctx, time_limit, &origin, caller);
     run_to_deadline(ready.action, activation, DEADLINE_GRACE)
         .await
         .unwrap_or_else(|| {

@@ -250,6 +250,25 @@ pub fn limits_cycles_and_codes(engine: &str) {
     );
     assert_eq!(body["results"][3]["data"], json!("{\"va"));
     assert_eq!(data(&body, 5), json!({ "value": 9 }));
+    // The params its calls hold at once are bounded by the caller's own
+    // memory (8 MiB here, no log buffers): two calls with the same 3 MB
+    // params fit, a third does not.
+    init_at(&app, "sink", modules::PAYLOAD_SINK);
+    let env = json!({ "OW_MAX_MEMORY_MB": "8", "OW_MAX_LOG_BYTES": "0" });
+    init_env(&app, "small", modules::PAYLOAD_SOURCE, env);
+    let source = |fan_out: u32| {
+        let params = json!({ "bytes": 3_000_000, "callee": "sink", "fan_out": fan_out });
+        run_as(&app, "small", params)
+    };
+    let (status, body) = source(2);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["calls"], json!(2), "{body}");
+    let (_, body) = source(3);
+    assert_eq!(
+        body["error"],
+        json!("calling sink: too many calls in flight"),
+        "{body}"
+    );
     // Params that are not an object break the ABI.
     let ops = json!([{"op": "call", "name": "square", "params_raw": "[1]"}]);
     let (status, body) = run_as(&app, "a", json!({ "ops": ops }));
