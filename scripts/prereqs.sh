@@ -83,7 +83,8 @@ missing_packages() {
     # The state tests and benchmarks start a real Redis on loopback, and
     # measure its round trip with redis-benchmark (package redis-tools, a
     # dependency of redis-server).
-    if [ "$recipe" = test ] || [ "$recipe" = bench ] || [ "$recipe" = bench-quick ]; then
+    if [ "$recipe" = test ] || [ "$recipe" = bench ] || [ "$recipe" = bench-quick ] ||
+        [ "$recipe" = two-hosts ]; then
         command -v redis-server >/dev/null 2>&1 && command -v redis-benchmark >/dev/null 2>&1 ||
             missing+=(redis-server)
     fi
@@ -95,6 +96,11 @@ missing_packages() {
         command -v skopeo >/dev/null 2>&1 || missing+=(skopeo)
         command -v node >/dev/null 2>&1 || missing+=(nodejs)
         command -v npm >/dev/null 2>&1 || missing+=(npm)
+    fi
+    # The two-host chaining test creates network namespaces and veth pairs
+    # with `ip` (iproute2).
+    if [ "$recipe" = test ] || [ "$recipe" = two-hosts ]; then
+        command -v ip >/dev/null 2>&1 || missing+=(iproute2)
     fi
     echo "${missing[*]}"
 }
