@@ -563,6 +563,7 @@ impl Calls {
                 let url = format!("{}/function/{function}", peer.trim_end_matches('/'));
                 targets.push((url, origin.api_key.clone()));
             }
+            let mut unreachable = Vec::new();
             for (url, key) in targets {
                 let mut request = client
                     .post(&url)
@@ -581,13 +582,20 @@ impl Calls {
                 let response = match request.send().await {
                     Ok(response) => response,
                     Err(e) => {
-                        tracing::warn!(url = %redact(&url), "networked call failed: {e}");
-                        if deadline.is_expired() || deadline.remaining().is_zero() {
+                        let cause = error_chain(&e);
+                        tracing::warn!(url = %redact(&url), "networked call failed: {cause}");
+                        if e.is_timeout() || deadline.remaining().is_zero() {
                             return error_result(format!(
                                 "the call of {name} ran past the caller's deadline"
                             ));
                         }
-                        continue;
+                        // Never reached: the next target may have it. Once
+                        // sent, the callee may be running: not sent twice.
+                        if e.is_connect() {
+                            unreachable.push(format!("{}: {cause}", redact(&url)));
+                            continue;
+                        }
+                        return error_result(format!("the call of {name} failed: {cause}"));
                     }
                 };
                 let status = response.status();
@@ -603,9 +611,16 @@ impl Calls {
                 }
                 return error_result(format!("the call of {name} answered {status}"));
             }
-            error_result(format!(
-                "no action {name} in namespace {ns}, here or on the network"
-            ))
+            match unreachable.is_empty() {
+                true => error_result(format!(
+                    "no action {name} in namespace {ns}, here or on the network"
+                )),
+                false => error_result(format!(
+                    "the call of {name} failed: no action {name} in namespace {ns} here, \
+                     and unreachable: {}",
+                    unreachable.join("; ")
+                )),
+            }
         })
     }
 
@@ -687,6 +702,18 @@ async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<B
         body.extend_from_slice(&chunk);
     }
     Ok(Bytes::from(body))
+}
+
+/// An error and its causes, `outer: inner: ...`.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 fn looks_like_object(body: &[u8]) -> bool {
