@@ -6,6 +6,7 @@
 //! (`<engine>::<module>::<test>`).
 
 mod abi;
+mod chain;
 mod compliance;
 mod coroutines;
 mod corpus;
@@ -24,6 +25,7 @@ mod precompiled;
 mod redis;
 mod state;
 mod stress;
+mod two_hosts;
 
 /// Generate `mod <engine> { mod <module> { #[test] fn <test>() } }` for each engine.
 macro_rules! engine_suite {
@@ -45,6 +47,12 @@ macro_rules! engine_suite {
 }
 
 engine_suite! {
+    chain: [
+        every_path_gives_the_same_results,
+        functions_call_functions_of_their_namespace_only,
+        limits_cycles_and_codes,
+        failing_callees_and_a_caller_out_of_time
+    ],
     functions: [
         faas_lifecycle_on_every_engine,
         wasmengine_benchmark_functions_answer
@@ -140,6 +148,11 @@ engine_suite! {
 /// Executor-level behaviour that no engine changes: run on the default one.
 mod executor {
     #[test]
+    fn two_hosts_in_network_namespaces_chain_share_state_and_survive_a_dead_peer() {
+        crate::two_hosts::chain_state_and_a_dead_peer();
+    }
+
+    #[test]
     fn the_state_upload_endpoint_needs_the_operator_token() {
         crate::state::the_upload_endpoint_needs_the_operator_token();
     }
@@ -162,6 +175,16 @@ mod executor {
     #[test]
     fn a_thousand_sleeping_activations_hold_no_thread_each() {
         crate::coroutines::a_thousand_sleeping_activations_hold_no_thread_each();
+    }
+
+    #[test]
+    fn calls_through_the_openwhisk_api_need_the_activation_s_key() {
+        crate::chain::calls_through_the_openwhisk_api_need_the_activation_s_key();
+    }
+
+    #[test]
+    fn ten_thousand_awaiting_callers_hold_no_thread_each() {
+        crate::coroutines::ten_thousand_awaiting_callers_hold_no_thread_each();
     }
 
     #[test]
