@@ -381,8 +381,10 @@ impl Calls {
         let params = Bytes::from(params);
         let key = format!("{}/{name}", self.namespace);
         let local = self.local(&name);
-        let networked =
-            self.api_host.is_some() && self.api_key.is_some() || !settings.peers.is_empty();
+        // A name that cannot be a URL path's segments is nobody's there.
+        let networked = (self.api_host.is_some() && self.api_key.is_some()
+            || !settings.peers.is_empty())
+            && url_path(&name).is_some();
         let entry = if local.is_none() && !networked {
             return Err(StateError::Absent);
         } else if self.lineage.0.len() >= settings.max_depth {
@@ -545,11 +547,14 @@ impl Calls {
         let lineage = self.lineage.header();
         let max_result = self.state.operator_limits().max_result_bytes;
         self.log(CallPath::Networked, &name, "-");
+        // Checked by `call`; escaped, so that a guest's name cannot reach
+        // another route with the caller's credentials.
+        let path = url_path(&name).unwrap_or_default();
         Box::pin(async move {
             let mut targets = Vec::new();
             if let Some((host, key)) = api {
                 let url = format!(
-                    "{}/api/v1/namespaces/{}/actions/{name}?blocking=true&result=true",
+                    "{}/api/v1/namespaces/{}/actions/{path}?blocking=true&result=true",
                     host.trim_end_matches('/'),
                     urlencoding(&ns)
                 );
@@ -557,8 +562,8 @@ impl Calls {
             }
             for peer in peers {
                 let function = match ns.as_str() {
-                    crate::host::DEFAULT_NAMESPACE => name.clone(),
-                    ns => format!("{name}.{ns}"),
+                    crate::host::DEFAULT_NAMESPACE => path.clone(),
+                    ns => format!("{path}.{}", urlencoding(ns)),
                 };
                 let url = format!("{}/function/{function}", peer.trim_end_matches('/'));
                 targets.push((url, origin.api_key.clone()));
@@ -736,6 +741,20 @@ fn redact(url: &str) -> String {
     }
 }
 
+/// `name` (`action` or `package/action`) as URL path segments, each
+/// escaped; `None` for empty, `.` or `..` segments or more than two.
+fn url_path(name: &str) -> Option<String> {
+    let segments: Vec<&str> = name.split('/').collect();
+    let valid = |s: &&str| !s.is_empty() && *s != "." && *s != "..";
+    (segments.len() <= 2 && segments.iter().all(valid)).then(|| {
+        segments
+            .iter()
+            .map(|s| urlencoding(s))
+            .collect::<Vec<_>>()
+            .join("/")
+    })
+}
+
 /// A namespace in a URL path (`_` and names of `[A-Za-z0-9_.@-]` need no
 /// escaping; anything else is percent-encoded).
 fn urlencoding(s: &str) -> String {
@@ -804,5 +823,10 @@ mod tests {
         assert!(url_has_credentials("http://u:p@h/"));
         assert!(!url_has_credentials("http://h/"));
         assert_eq!(urlencoding("a b/_"), "a%20b%2F_");
+        assert_eq!(url_path("pkg/a?b#c").as_deref(), Some("pkg/a%3Fb%23c"));
+        assert_eq!(url_path("x/../../system/functions"), None);
+        assert_eq!(url_path("../a"), None);
+        assert_eq!(url_path("a//b"), None);
+        assert_eq!(url_path(""), None);
     }
 }
