@@ -53,6 +53,7 @@ const EXAMPLES: &[&str] = &[
     "payload_sink",
     "payload_fan_in",
     "payload_make",
+    "payload_via_state",
 ];
 
 fn main() {

@@ -8,6 +8,7 @@ mod functions;
 mod plots;
 mod state;
 mod stats;
+mod workflows;
 
 use anyhow::{Context as _, bail};
 use base64::Engine as _;
@@ -51,6 +52,10 @@ struct Cli {
     /// Only the function store scenarios (`--store-dir`), printed.
     #[arg(long)]
     only_functions: bool,
+    /// Only CWASI's workflows (chained calls with payloads), printed and
+    /// written to the output directory.
+    #[arg(long)]
+    only_workflows: bool,
 }
 
 /// How much of everything to do.
@@ -127,6 +132,7 @@ struct Results {
     cpu: Vec<CpuRow>,
     state: state::StateResults,
     functions: functions::FunctionResults,
+    workflows: workflows::WorkflowResults,
 }
 
 #[derive(Debug, Serialize)]
@@ -1007,6 +1013,29 @@ fn main() -> anyhow::Result<()> {
         println!("{}", functions::report(&results));
         return Ok(());
     }
+    if cli.only_workflows {
+        let results = workflows::run(&cli.executor, cli.quick)?;
+        let out = cli
+            .out
+            .clone()
+            .unwrap_or_else(|| default_out(&now(), cli.quick, "-workflows"));
+        std::fs::create_dir_all(&out)?;
+        let markdown = workflows::report(&results);
+        std::fs::write(
+            out.join("results.json"),
+            serde_json::to_vec_pretty(&json!({
+                "date": now(),
+                "quick": cli.quick,
+                "machine": machine(),
+                "workflows": results,
+            }))?,
+        )?;
+        std::fs::write(out.join("results.md"), &markdown)?;
+        workflows::plot(&out, &results)?;
+        println!("{markdown}");
+        println!("results in {}", out.display());
+        return Ok(());
+    }
     if cli.only_state {
         let results = state::run(&cli.executor, cli.quick)?;
         println!("{}", state::report(&results));
@@ -1021,14 +1050,11 @@ fn main() -> anyhow::Result<()> {
             );
         }
     }
-    let date = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    let out = cli.out.clone().unwrap_or_else(|| {
-        let day = &date[..10];
-        PathBuf::from(format!(
-            "bench-results/{day}{}",
-            if cli.quick { "-quick" } else { "" }
-        ))
-    });
+    let date = now();
+    let out = cli
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out(&date, cli.quick, ""));
     std::fs::create_dir_all(&out)?;
     let cold_start = cold_start(&cli.executor, &plan)?;
     let fresh = fresh_cold_start(&cli.executor, &plan)?;
@@ -1041,6 +1067,7 @@ fn main() -> anyhow::Result<()> {
     let cpu = cpu(&cli.executor, &plan)?;
     let state = state::run(&cli.executor, cli.quick)?;
     let functions = functions::run(&cli.executor, cli.quick)?;
+    let workflows = workflows::run(&cli.executor, cli.quick)?;
     let results = Results {
         date,
         quick: cli.quick,
@@ -1060,6 +1087,7 @@ fn main() -> anyhow::Result<()> {
         cpu,
         state,
         functions,
+        workflows,
     };
     std::fs::write(
         out.join("results.json"),
@@ -1070,9 +1098,24 @@ fn main() -> anyhow::Result<()> {
     plots::warm_cdf(&out.join("warm-latency-cdf.svg"), &results.warm)?;
     plots::throughput(&out.join("throughput.svg"), &results.throughput)?;
     plots::cold_start(&out.join("cold-start.svg"), &results.cold_start)?;
+    workflows::plot(&out, &results.workflows)?;
     println!("{markdown}");
     println!("results in {}", out.display());
     Ok(())
+}
+
+/// Now, RFC 3339, to the second.
+fn now() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+/// `bench-results/<day><suffix>[-quick]`.
+fn default_out(date: &str, quick: bool, suffix: &str) -> PathBuf {
+    let day = &date[..10];
+    PathBuf::from(format!(
+        "bench-results/{day}{suffix}{}",
+        if quick { "-quick" } else { "" }
+    ))
 }
 
 fn ms(us: f64) -> String {
@@ -1230,5 +1273,6 @@ fn report(r: &Results) -> String {
     md.push_str(&state::report(&r.state));
     md.push('\n');
     md.push_str(&functions::report(&r.functions));
+    md.push_str(&workflows::report(&r.workflows));
     md
 }

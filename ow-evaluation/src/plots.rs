@@ -4,12 +4,15 @@ use crate::{ColdRow, ThroughputRow, WarmRow};
 use plotters::prelude::*;
 use std::path::Path;
 
-const COLORS: [RGBColor; 5] = [
+const COLORS: [RGBColor; 8] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
     RGBColor(214, 39, 40),
     RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
 ];
 
 fn err(e: impl std::fmt::Display) -> anyhow::Error {
@@ -181,6 +184,74 @@ pub fn cold_start(path: &Path, rows: &[ColdRow]) -> anyhow::Result<()> {
         .configure_series_labels()
         .border_style(BLACK)
         .background_style(WHITE)
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)
+}
+
+/// Grouped bars on a log scale: a group per label, in each a bar per
+/// series that has a value there (`None`: no bar).
+pub fn bars(
+    path: &Path,
+    caption: &str,
+    y_desc: &str,
+    groups: &[String],
+    series: &[(String, Vec<Option<f64>>)],
+) -> anyhow::Result<()> {
+    let values = || series.iter().flat_map(|s| s.1.iter().flatten().copied());
+    let max = values().fold(f64::MIN_POSITIVE, f64::max);
+    let floor = values().fold(max, f64::min) / 3.0;
+    // Each group: a slot per series, then an empty one.
+    let slots = series.len() as i32 + 1;
+    let total = groups.len() as i32 * slots;
+    let root = SVGBackend::new(path, (900, 540)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(caption, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        // Headroom above the bars for the legend.
+        .build_cartesian_2d((0..total).into_segmented(), (floor..max * 30.0).log_scale())
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(total as usize + 1)
+        .x_label_formatter(&|v| match v {
+            SegmentValue::CenterOf(i) if i % slots == (slots - 1) / 2 => groups
+                .get((i / slots) as usize)
+                .cloned()
+                .unwrap_or_default(),
+            _ => String::new(),
+        })
+        .y_desc(y_desc)
+        .draw()
+        .map_err(err)?;
+    for (s, (name, values)) in series.iter().enumerate() {
+        let color = COLORS[s % COLORS.len()];
+        chart
+            .draw_series(values.iter().enumerate().filter_map(|(g, v)| {
+                let x = g as i32 * slots + s as i32;
+                v.map(|v| {
+                    Rectangle::new(
+                        [
+                            (SegmentValue::Exact(x), floor),
+                            (SegmentValue::Exact(x + 1), v),
+                        ],
+                        color.filled(),
+                    )
+                })
+            }))
+            .map_err(err)?
+            .label(name.as_str())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
+    }
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE)
+        .position(SeriesLabelPosition::UpperLeft)
         .draw()
         .map_err(err)?;
     root.present().map_err(err)

@@ -55,14 +55,14 @@ pub struct ZygoteRow {
 }
 
 /// A throwaway `redis-server` on loopback.
-struct Redis {
+pub(crate) struct Redis {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     _dir: tempfile::TempDir,
 }
 
 impl Redis {
-    fn start() -> anyhow::Result<Option<Self>> {
+    pub(crate) fn start() -> anyhow::Result<Option<Self>> {
         if Command::new("redis-server")
             .arg("--version")
             .output()
