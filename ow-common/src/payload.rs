@@ -162,17 +162,44 @@ where
     use serde::de::Error as _;
     let raw = Option::<Box<RawValue>>::deserialize(deserializer)?;
     if let Some(raw) = &raw {
-        let shape = Shape::of(raw.get());
-        if shape.depth > MAX_DEPTH {
-            return Err(D::Error::custom(format!(
-                "the parameters nest deeper than {MAX_DEPTH} levels"
-            )));
-        }
-        if shape.surrogate_escape || shape.big_number {
-            serde_json::from_str::<Value>(raw.get()).map_err(D::Error::custom)?;
-        }
+        check_raw(raw.get()).map_err(D::Error::custom)?;
     }
     Ok(raw)
+}
+
+/// Refuse valid JSON text that a parser building values would refuse (see
+/// [`checked_raw`]): its shape, with one scan.
+fn check_raw(text: &str) -> Result<Shape, String> {
+    let shape = Shape::of(text);
+    if shape.depth > MAX_DEPTH {
+        return Err(format!(
+            "the parameters nest deeper than {MAX_DEPTH} levels"
+        ));
+    }
+    if shape.surrogate_escape || shape.big_number {
+        serde_json::from_str::<Value>(text).map_err(|e| e.to_string())?;
+    }
+    Ok(shape)
+}
+
+/// Params given as a JSON object's text (a function's invocation, a call
+/// of one action by another), checked as /run checks `value`: the same
+/// bytes when they are compact, else compacted onto one line.
+///
+/// # Errors
+/// Why the text is not a JSON object the /run path would accept.
+pub fn checked_params(params: Bytes) -> Result<Bytes, String> {
+    let raw: &RawValue = serde_json::from_slice(&params).map_err(|e| e.to_string())?;
+    if !raw.get().starts_with('{') {
+        return Err("the parameters must be a JSON object".into());
+    }
+    let shape = check_raw(raw.get())?;
+    if !shape.spaces && raw.get().len() == params.len() {
+        return Ok(params);
+    }
+    Ok(Bytes::from(
+        compact_json(raw.get()).unwrap_or_else(|| raw.get().to_owned()),
+    ))
 }
 
 /// What one pass over valid JSON text finds.
@@ -195,30 +222,21 @@ fn is_space(c: u8) -> bool {
 impl Shape {
     fn of(text: &str) -> Self {
         let mut shape = Shape::default();
-        let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+        let mut depth = 0usize;
         let mut digits = 0usize;
         let bytes = text.as_bytes();
-        for (i, &c) in bytes.iter().enumerate() {
-            if in_string {
-                match c {
-                    b'u' if escaped => {
-                        let high = bytes.get(i + 1..i + 3).unwrap_or_default();
-                        shape.surrogate_escape |=
-                            matches!(high, [b'd' | b'D', b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F']);
-                        escaped = false;
-                    }
-                    _ if escaped => escaped = false,
-                    b'\\' => escaped = true,
-                    b'"' => in_string = false,
-                    _ => {}
-                }
+        let mut i = 0;
+        while i < bytes.len() {
+            let c = bytes[i];
+            if c == b'"' {
+                i = shape.skip_string(bytes, i + 1);
+                digits = 0;
                 continue;
             }
             let after_digit = digits > 0;
             digits = if c.is_ascii_digit() { digits + 1 } else { 0 };
             shape.big_number |= digits >= 300 || (after_digit && matches!(c, b'e' | b'E'));
             match c {
-                b'"' => in_string = true,
                 b'[' | b'{' => {
                     depth += 1;
                     shape.depth = shape.depth.max(depth);
@@ -227,8 +245,32 @@ impl Shape {
                 c if is_space(c) => shape.spaces = true,
                 _ => {}
             }
+            i += 1;
         }
         shape
+    }
+
+    /// Past the string whose contents start at `i`: its closing quote is
+    /// found by `memchr2`, looking only at escapes on the way (a
+    /// `\uD800`-`\uDFFF` one is noted), not at every byte.
+    fn skip_string(&mut self, bytes: &[u8], mut i: usize) -> usize {
+        while let Some(found) = bytes
+            .get(i..)
+            .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
+        {
+            let at = i + found;
+            if bytes[at] == b'"' {
+                return at + 1;
+            }
+            if bytes.get(at + 1) == Some(&b'u') {
+                let high = bytes.get(at + 2..at + 4).unwrap_or_default();
+                self.surrogate_escape |=
+                    matches!(high, [b'd' | b'D', b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F']);
+            }
+            // The escaped character, whatever it is.
+            i = at + 2;
+        }
+        bytes.len()
     }
 }
 

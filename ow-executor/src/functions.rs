@@ -668,19 +668,15 @@ fn merge_params(defaults: &Map<String, Value>, params: Bytes) -> Result<Bytes, A
             ));
         }
     };
-    // Checked as /run checks them (depth, numbers), then merged if needed.
-    let checked: ow_common::payload::RunRequest =
-        serde_json::from_slice(&[b"{\"value\":".as_slice(), &given, b"}"].concat())
-            .map_err(|e| ApiError::BadRequest(format!("the parameters are not valid JSON: {e}")))?;
-    let raw = checked
-        .value
-        .map(|v| v.get().to_owned())
-        .unwrap_or_else(|| "{}".into());
+    // Checked as /run checks them (depth, numbers), with one scan and no
+    // copy of compact text; then merged if needed.
+    let raw = ow_common::payload::checked_params(given)
+        .map_err(|e| ApiError::BadRequest(format!("the parameters are not valid JSON: {e}")))?;
     if defaults.is_empty() {
-        return Ok(Bytes::from(raw));
+        return Ok(raw);
     }
     let mut merged = defaults.clone();
-    let given: Map<String, Value> = serde_json::from_str(&raw)
+    let given: Map<String, Value> = serde_json::from_slice(&raw)
         .map_err(|e| ApiError::BadRequest(format!("the parameters are not valid JSON: {e}")))?;
     merged.extend(given);
     Ok(Bytes::from(serde_json::to_vec(&merged).unwrap_or_default()))
