@@ -5,8 +5,10 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 
 /// Dirty bytes of a freed memory slot restored in place rather than
 /// unmapped (see [`WasmtimeConfig`]'s pooled configuration): a Rust action's
-/// shadow stack (1 MiB) and first heap pages fit.
-const LINEAR_MEMORY_KEEP_RESIDENT: usize = 2 << 20;
+/// shadow stack (1 MiB) and first heap pages fit, and so do payloads of a
+/// few MiB passed between chained actions, which would otherwise fault in
+/// afresh in every activation.
+const LINEAR_MEMORY_KEEP_RESIDENT: usize = 8 << 20;
 
 /// How the wasmtime engine is set up.
 ///
