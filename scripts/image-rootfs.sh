@@ -7,6 +7,7 @@
 #   /usr/local/bin/ow-executor
 #   /lib/x86_64-linux-gnu/*.so.*, /lib64/ld-linux-x86-64.so.2 (as ldd names them)
 #   /etc/passwd, /etc/group   (ow:x:10001:10001)
+#   /etc/ssl/certs/ca-certificates.crt (the build host's CA bundle, if any)
 #   /tmp                      (mode 1777; the scratch parent by default)
 # Usage: scripts/image-rootfs.sh BINARY OUTDIR [NAME]
 # (NAME, default ow-executor: the file name under /usr/local/bin; the
@@ -30,6 +31,13 @@ for lib in $libs; do
     mkdir -p "$out$(dirname "$lib")"
     cp -L "$lib" "$out$lib"
 done
+
+# The CA certificates, for calls of actions over https (the OpenWhisk API,
+# peer executors): Debian's bundle, where the executor's TLS stack looks.
+if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
+    mkdir -p "$out/etc/ssl/certs"
+    cp -L /etc/ssl/certs/ca-certificates.crt "$out/etc/ssl/certs/ca-certificates.crt"
+fi
 
 echo 'ow:x:10001:10001:ow-executor:/nonexistent:/usr/sbin/nologin' >"$out/etc/passwd"
 echo 'ow:x:10001:' >"$out/etc/group"

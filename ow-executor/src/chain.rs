@@ -62,7 +62,10 @@ impl Default for ChainSettings {
 /// What the executor shares between the activations' call tables.
 pub struct Chaining {
     settings: ChainSettings,
-    client: reqwest::Client,
+    /// Made at the first networked call: building one reads the system's CA
+    /// certificates, which an image without them does not have (then only
+    /// networked calls fail, with the reason).
+    client: std::sync::OnceLock<Result<reqwest::Client, String>>,
 }
 
 impl Chaining {
@@ -72,8 +75,18 @@ impl Chaining {
         ow_oci::install_tls_provider();
         Self {
             settings,
-            client: reqwest::Client::new(),
+            client: std::sync::OnceLock::new(),
         }
+    }
+
+    fn client(&self) -> Result<reqwest::Client, String> {
+        self.client
+            .get_or_init(|| {
+                reqwest::Client::builder()
+                    .build()
+                    .map_err(|e| format!("cannot make an HTTP client: {}", error_chain(&e)))
+            })
+            .clone()
     }
 }
 
@@ -538,7 +551,10 @@ impl Calls {
     /// The networked path: the OpenWhisk API, then each peer, until one
     /// knows the action.
     fn networked(&self, name: String, params: Bytes) -> BoxFuture<'static, Bytes> {
-        let client = self.chaining().client.clone();
+        let client = match self.chaining().client() {
+            Ok(client) => client,
+            Err(e) => return Box::pin(std::future::ready(error_result(e))),
+        };
         let peers = self.chaining().settings.peers.clone();
         let origin = self.origin(CallPath::Networked);
         let ns = self.namespace.clone();
