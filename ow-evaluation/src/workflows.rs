@@ -216,16 +216,7 @@ fn calls(base: &str) -> anyhow::Result<[f64; 3]> {
 
 /// POST `body`: the time to the whole answer, and the answer parsed.
 fn timed_post(agent: &ureq::Agent, url: &str, body: &[u8]) -> anyhow::Result<(Duration, Value)> {
-    let started = Instant::now();
-    let mut resp = agent
-        .post(url)
-        .header("Content-Type", "application/json")
-        .send(body)?;
-    let text = resp.body_mut().read_to_string()?;
-    let elapsed = started.elapsed();
-    if resp.status() != 200 {
-        bail!("POST {url}: {} {text}", resp.status());
-    }
+    let (elapsed, text, _) = crate::post_answer(agent, url, body)?;
     Ok((elapsed, serde_json::from_str(&text)?))
 }
 

@@ -43,6 +43,42 @@ macro_rules! export {
     };
 }
 
+/// Export a raw handler as the entry point `main` (ABI v1, `docs/abi.md`):
+/// the params as the bytes the host wrote (never parsed), the result as the
+/// bytes to answer (a JSON object or array, which the host checks). For
+/// payloads of megabytes that an action passes on or measures without
+/// decoding them, such as the callees of the workflow benchmarks.
+///
+/// The handler is a `fn(&'static [u8]) -> Cow<'static, [u8]>`: the params
+/// buffer is never freed (the instance is discarded after the activation),
+/// so a handler may answer with (part of) it without a copy. Also exports
+/// `ow_alloc`: use it instead of [`export!`], not beside it.
+///
+/// ```ignore
+/// fn size(params: &'static [u8]) -> Cow<'static, [u8]> {
+///     Cow::Owned(format!(r#"{{"bytes":{}}}"#, params.len()).into_bytes())
+/// }
+/// ow_wasm_action::export_raw!(size);
+/// ```
+#[macro_export]
+macro_rules! export_raw {
+    ($handler:path) => {
+        /// ABI v1: allocate `size` bytes for the host to write the params into.
+        #[unsafe(no_mangle)]
+        pub extern "C" fn ow_alloc(size: i32) -> i32 {
+            $crate::__private::alloc(size)
+        }
+        /// ABI v1 entry point: params at `(ptr, len)`, returns the result as
+        /// `(ptr << 32) | len`.
+        #[unsafe(no_mangle)]
+        pub extern "C" fn main(ptr: i32, len: i32) -> i64 {
+            // SAFETY: the host passes a buffer it obtained from `ow_alloc`
+            // with exactly `len` bytes written, as the ABI requires.
+            unsafe { $crate::__private::call_raw(ptr, len, $handler) }
+        }
+    };
+}
+
 /// Export `ow_zygote`, the proto-function of a snapshot (ABI version 2,
 /// `docs/abi.md`): the executor calls `init` once at /init, snapshots linear
 /// memory and globals, and starts every activation from that snapshot, so
@@ -138,6 +174,32 @@ pub mod __private {
         let bytes: &'static mut [u8] = Box::leak(bytes.into_boxed_slice());
         // The instance is discarded after the activation, which frees the result.
         let (ptr, len) = (bytes.as_ptr() as usize as u64, bytes.len() as u64);
+        ((ptr << 32) | (len & 0xffff_ffff)) as i64
+    }
+
+    /// Hand the params' bytes to a raw handler and its result to the host.
+    ///
+    /// # Safety
+    /// `(ptr, len)` must be a buffer returned by [`alloc`] for exactly `len`
+    /// bytes, initialised by the host; it is never freed.
+    pub unsafe fn call_raw(
+        ptr: i32,
+        len: i32,
+        handler: fn(&'static [u8]) -> std::borrow::Cow<'static, [u8]>,
+    ) -> i64 {
+        let len = usize::try_from(len).unwrap_or(0);
+        let params: &'static [u8] = match len {
+            0 => b"{}",
+            // SAFETY: guaranteed by the caller; never freed, so 'static for
+            // the instance's life.
+            _ => unsafe { std::slice::from_raw_parts(ptr as usize as *const u8, len) },
+        };
+        let result: &'static [u8] = match handler(params) {
+            std::borrow::Cow::Borrowed(result) => result,
+            // The instance is discarded after the activation, which frees it.
+            std::borrow::Cow::Owned(result) => result.leak(),
+        };
+        let (ptr, len) = (result.as_ptr() as usize as u64, result.len() as u64);
         ((ptr << 32) | (len & 0xffff_ffff)) as i64
     }
 
