@@ -133,14 +133,17 @@ pub fn spawn_app_with(engine: &str, args: &[&str], env: &[(&str, &str)]) -> Test
     }
 }
 
-fn pump(mut from: impl Read + Send + 'static, to: Arc<Mutex<Vec<u8>>>) -> JoinHandle<()> {
+/// Copy everything `from` yields into `to`, on a thread of its own.
+pub fn pump(mut from: impl Read + Send + 'static, to: Arc<Mutex<Vec<u8>>>) -> JoinHandle<()> {
     std::thread::spawn(move || {
         let mut buf = [0u8; 8192];
         while let Ok(n) = from.read(&mut buf) {
             if n == 0 {
                 break;
             }
-            to.lock().unwrap().extend_from_slice(&buf[..n]);
+            to.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend_from_slice(&buf[..n]);
         }
     })
 }

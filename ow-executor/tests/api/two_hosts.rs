@@ -13,9 +13,8 @@
 //! Needs root, `ip` (iproute2) and `redis-server`.
 
 use crate::functions::AUTH;
-use crate::helpers::b64;
+use crate::helpers::{b64, pump};
 use serde_json::{Value, json};
-use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
@@ -397,20 +396,6 @@ fn quiet_ip(args: &[&str]) {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
-}
-
-fn pump(mut from: impl Read + Send + 'static, to: Arc<Mutex<Vec<u8>>>) -> JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 8192];
-        while let Ok(n) = from.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            to.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .extend_from_slice(&buf[..n]);
-        }
-    })
 }
 
 /// An executor's APIs, seen from the root namespace, with `AUTH`.
