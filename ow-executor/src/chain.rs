@@ -201,17 +201,10 @@ impl Origin {
     }
 }
 
-/// `namespace/name` of the activation `ctx` (its lineage entry).
-pub fn lineage_key(ctx: &ow_common::ActivationContext) -> String {
-    let ns = ctx
-        .namespace
-        .as_deref()
-        .unwrap_or(crate::host::DEFAULT_NAMESPACE);
-    match ctx
-        .action_name
-        .as_deref()
-        .map(|n| n.trim_start_matches('/'))
-    {
+/// `namespace/name` of an activation of `action_name` in `ns` (its
+/// lineage entry).
+fn lineage_key(ns: &str, action_name: Option<&str>) -> String {
+    match action_name.map(|n| n.trim_start_matches('/')) {
         // OpenWhisk's names are fully qualified: `/ns/pkg/action`.
         Some(name) if name.starts_with(&format!("{ns}/")) => name.to_owned(),
         Some(name) => format!("{ns}/{name}"),
@@ -272,12 +265,17 @@ impl Caller {
 /// One activation's calls, and what its callees inherit.
 pub struct Calls {
     state: Data<AppState>,
-    namespace: String,
-    /// This activation's lineage (itself last).
-    lineage: Lineage,
+    /// The invoker's `namespace` of the activation (none: `_`).
+    namespace: Option<String>,
+    /// Its action's name, for its lineage entry.
+    action_name: Option<String>,
+    /// The caller's lineage.
+    parent: Lineage,
+    /// This activation's lineage (itself last), made at its first call:
+    /// activations that call nothing never build it.
+    lineage: std::sync::OnceLock<Lineage>,
     caller: Caller,
     deadline: Deadline,
-    api_host: Option<String>,
     api_key: Option<String>,
     table: Mutex<Table>,
 }
@@ -311,7 +309,7 @@ impl Table {
 impl std::fmt::Debug for Calls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Calls")
-            .field("lineage", &self.lineage)
+            .field("lineage", &self.lineage.get())
             .finish_non_exhaustive()
     }
 }
@@ -333,17 +331,39 @@ impl Calls {
     ) -> Self {
         Self {
             state: Data::clone(state),
-            namespace: ctx
-                .namespace
-                .clone()
-                .unwrap_or_else(|| crate::host::DEFAULT_NAMESPACE.to_owned()),
-            lineage: origin.lineage.child(lineage_key(ctx)),
+            namespace: ctx.namespace.clone(),
+            action_name: ctx.action_name.clone(),
+            parent: origin.lineage.clone(),
+            lineage: std::sync::OnceLock::new(),
             caller,
             deadline: deadline.clone(),
-            api_host: ctx.api_host.clone(),
             api_key: ctx.api_key.clone(),
             table: Mutex::new(Table::default()),
         }
+    }
+
+    /// The invoker's `namespace` of the activation, if it gave one.
+    pub fn request_namespace(&self) -> Option<&str> {
+        self.namespace.as_deref()
+    }
+
+    /// The namespace calls are resolved in.
+    fn ns(&self) -> &str {
+        self.namespace
+            .as_deref()
+            .unwrap_or(crate::host::DEFAULT_NAMESPACE)
+    }
+
+    fn lineage(&self) -> &Lineage {
+        self.lineage.get_or_init(|| {
+            let key = lineage_key(self.ns(), self.action_name.as_deref());
+            self.parent.child(key)
+        })
+    }
+
+    /// `__OW_API_HOST` of the executor: the OpenWhisk API.
+    fn api_host(&self) -> Option<&str> {
+        self.state.api_host()
     }
 
     fn table(&self) -> std::sync::MutexGuard<'_, Table> {
@@ -355,7 +375,7 @@ impl Calls {
     fn origin(&self, path: CallPath) -> Origin {
         let left = self.deadline.remaining();
         Origin {
-            lineage: self.lineage.clone(),
+            lineage: self.lineage().clone(),
             deadline_ms: Some(now_ms() + left.as_millis() as u64),
             api_key: self.api_key.clone(),
             path: Some(path),
@@ -369,13 +389,13 @@ impl Calls {
     /// An action of this executor in the caller's namespace.
     fn local(&self, name: &str) -> Option<Local> {
         if let Some(functions) = self.state.functions()
-            && functions.store.get(&self.namespace, name).is_some()
+            && functions.store.get(self.ns(), name).is_some()
         {
             return Some(Local::Function);
         }
         self.state
             .containers()
-            .find(name, &self.namespace)
+            .find(name, self.ns())
             .map(Local::Container)
     }
 
@@ -392,24 +412,24 @@ impl Calls {
         }
         let held = params.len();
         let params = Bytes::from(params);
-        let key = format!("{}/{name}", self.namespace);
+        let key = format!("{}/{name}", self.ns());
         let local = self.local(&name);
         // A name that cannot be a URL path's segments is nobody's there.
-        let networked = (self.api_host.is_some() && self.api_key.is_some()
+        let networked = (self.api_host().is_some() && self.api_key.is_some()
             || !settings.peers.is_empty())
             && url_path(&name).is_some();
         let entry = if local.is_none() && !networked {
             return Err(StateError::Absent);
-        } else if self.lineage.0.len() >= settings.max_depth {
+        } else if self.lineage().0.len() >= settings.max_depth {
             Entry::Done(error_result(format!(
                 "the call chain is deeper than {} activations: {}",
                 settings.max_depth,
-                self.lineage.path(&key)
+                self.lineage().path(&key)
             )))
-        } else if self.lineage.contains(&key) {
+        } else if self.lineage().contains(&key) {
             Entry::Done(error_result(format!(
                 "call cycle: {}",
-                self.lineage.path(&key)
+                self.lineage().path(&key)
             )))
         } else {
             match local {
@@ -443,8 +463,8 @@ impl Calls {
     fn log(&self, path: CallPath, name: &str, activation_id: &str) {
         tracing::info!(
             path = path.name(),
-            caller = self.lineage.0.last().map(String::as_str),
-            callee = %format!("{}/{name}", self.namespace),
+            caller = self.lineage().0.last().map(String::as_str),
+            callee = %format!("{}/{name}", self.ns()),
             activation_id,
             "chained call"
         );
@@ -461,10 +481,10 @@ impl Calls {
     ) -> ow_common::ActivationContext {
         let mut ctx = ow_common::ActivationContext {
             params,
-            namespace: Some(self.namespace.clone()),
-            action_name: Some(format!("/{}/{name}", self.namespace)),
+            namespace: Some(self.ns().to_owned()),
+            action_name: Some(format!("/{}/{name}", self.ns())),
             activation_id: Some(id.to_owned()),
-            api_host: self.api_host.clone(),
+            api_host: self.api_host().map(str::to_owned),
             ..Default::default()
         };
         origin.apply(&mut ctx);
@@ -476,7 +496,7 @@ impl Calls {
         let origin = self.origin(CallPath::Local);
         match local {
             Local::Function => {
-                let ns = self.namespace.clone();
+                let ns = self.ns().to_owned();
                 // Its logs go to the function's, under its activation id.
                 self.log(CallPath::Local, &name, "-");
                 Box::pin(async move {
@@ -498,14 +518,10 @@ impl Calls {
                     let finish = Finish::Record(Box::new(move |output: &ActivationOutput| {
                         log_output(&id, line.as_deref(), output);
                     }));
-                    let engine = ready.engine;
                     let started = std::time::Instant::now();
-                    let output = crate::server::execute(&state, ready, ctx, finish, origin).await;
-                    let outcome = match &output {
-                        Ok(o) => crate::server::action_outcome(o.result.as_deref()),
-                        Err(e) => crate::server::error_outcome(e),
-                    };
-                    state.observe_run(engine, outcome, started);
+                    let output =
+                        crate::server::execute_counted(&state, ready, ctx, finish, origin, started)
+                            .await;
                     output_result(output)
                 })
             }
@@ -520,24 +536,24 @@ impl Calls {
         let id = crate::functions::new_activation_id();
         self.log(CallPath::Embedded, &name, &id);
         self.state.count_call(CallPath::Embedded);
-        let ns = self.namespace.clone();
-        let mut ctx = self.context(&name, Bytes::new(), &id, &origin);
+        let ns = self.ns().to_owned();
+        // A container's context is made here; a function's by the store.
+        let container = match local {
+            Local::Container(ready) => {
+                Some((ready, self.context(&name, params.clone(), &id, &origin)))
+            }
+            Local::Function => None,
+        };
         let line = origin.log_line();
         Box::pin(async move {
-            let ready = match local {
-                Local::Container(ready) => {
-                    ctx.params = params;
-                    ready
-                }
-                Local::Function => {
+            let (ready, ctx) = match container {
+                Some(container) => container,
+                None => {
                     let Some(functions) = state.functions() else {
                         return error_result("the function store went away");
                     };
-                    match functions.prepared(&state, &ns, &name, params).await {
-                        Ok((ready, params)) => {
-                            ctx.params = params;
-                            ready
-                        }
+                    match functions.prepared(&state, &ns, &name, params, &id).await {
+                        Ok(prepared) => prepared,
                         Err(e) => return error_result(e),
                     }
                 }
@@ -557,10 +573,10 @@ impl Calls {
         };
         let peers = self.chaining().settings.peers.clone();
         let origin = self.origin(CallPath::Networked);
-        let ns = self.namespace.clone();
-        let api = self.api_host.clone().zip(self.api_key.clone());
+        let ns = self.ns().to_owned();
+        let api = self.api_host().map(str::to_owned).zip(self.api_key.clone());
         let deadline = self.deadline.clone();
-        let lineage = self.lineage.header();
+        let lineage = self.lineage().header();
         let max_result = self.state.operator_limits().max_result_bytes;
         self.log(CallPath::Networked, &name, "-");
         // Checked by `call`; escaped, so that a guest's name cannot reach
@@ -655,7 +671,10 @@ impl Calls {
                 Some((Entry::Done(bytes), _)) => Entry::Done(bytes.clone()),
                 Some((Entry::Running(rx), _)) => Entry::Running(rx.clone()),
                 // Taken out to run: it comes back as Done if it does not fit.
-                Some((Entry::Deferred(_), _)) => table.take(id).expect("present").0,
+                Some((Entry::Deferred(_), _)) => match table.take(id) {
+                    Some((entry, _)) => entry,
+                    None => return Err(StateError::Absent),
+                },
             }
         };
         let result = match entry {
@@ -790,16 +809,9 @@ mod tests {
 
     #[test]
     fn lineage_keys_are_namespace_and_name() {
-        let mut ctx = ow_common::ActivationContext {
-            namespace: Some("guest".into()),
-            action_name: Some("/guest/pkg/a".into()),
-            ..Default::default()
-        };
-        assert_eq!(lineage_key(&ctx), "guest/pkg/a");
-        ctx.action_name = Some("b".into());
-        assert_eq!(lineage_key(&ctx), "guest/b");
-        ctx.namespace = None;
-        assert_eq!(lineage_key(&ctx), "_/b");
+        assert_eq!(lineage_key("guest", Some("/guest/pkg/a")), "guest/pkg/a");
+        assert_eq!(lineage_key("guest", Some("b")), "guest/b");
+        assert_eq!(lineage_key("_", None), "_/");
         let lineage = Lineage::parse(" guest/a, guest/b ,");
         assert!(lineage.contains("guest/b"));
         assert_eq!(lineage.header(), "guest/a,guest/b");

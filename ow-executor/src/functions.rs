@@ -8,9 +8,7 @@
 use crate::chain::Origin;
 use crate::error::ApiError;
 use crate::registry::Ready;
-use crate::server::{
-    AppState, Code, Finish, Prepare, action_outcome, error_outcome, execute, prepare,
-};
+use crate::server::{AppState, Code, Finish, Prepare, execute_counted, prepare};
 use actix_web::web::{Bytes, Data};
 use ow_common::{ActivationContext, ActivationOutput};
 use ow_store::{Function, FunctionSpec, Mode, Store, StoreError};
@@ -392,8 +390,9 @@ impl Functions {
             .await
     }
 
-    /// The prepared action of `namespace/name` and `params` with its default
-    /// parameters merged under them: what an embedding caller runs.
+    /// The prepared action of `namespace/name` and the context of its
+    /// activation `activation_id` with `params` (its default parameters
+    /// merged under them): what an embedding caller runs.
     ///
     /// # Errors
     /// 404 for an unknown function, 400 for params that are not a JSON
@@ -404,13 +403,38 @@ impl Functions {
         namespace: &str,
         name: &str,
         params: Bytes,
-    ) -> Result<(Ready, Bytes), ApiError> {
+        activation_id: &str,
+    ) -> Result<(Ready, ActivationContext), ApiError> {
+        let call = self
+            .prepare_call(state, namespace, name, params, activation_id)
+            .await?;
+        Ok((call.ready, call.ctx))
+    }
+
+    /// What every invocation of `namespace/name` starts with: the function,
+    /// its prepared action (and how long preparing took, if this call did
+    /// it), its activation's context; counted in its invocations.
+    async fn prepare_call(
+        &self,
+        state: &Data<AppState>,
+        namespace: &str,
+        name: &str,
+        params: Bytes,
+        activation_id: &str,
+    ) -> Result<PreparedCall, ApiError> {
         let function = self.get(namespace, name)?;
         let params = merge_params(&function.spec.parameters, params)?;
         let live = self.live(namespace, name);
-        let (ready, _) = self.ready(state, &live, &function).await?;
+        let (ready, init_ms) = self.ready(state, &live, &function).await?;
         live.invocations.fetch_add(1, Ordering::Relaxed);
-        Ok((ready, params))
+        let ctx = context(&function, params, activation_id, ready.max_duration, state);
+        Ok(PreparedCall {
+            function,
+            live,
+            ready,
+            init_ms,
+            ctx,
+        })
     }
 
     /// Start an invocation of `namespace/name` in the background (its logs
@@ -459,13 +483,16 @@ impl Functions {
         origin: Origin,
     ) -> Result<Invocation, ApiError> {
         let started = std::time::Instant::now();
-        let function = self.get(namespace, name)?;
-        let params = merge_params(&function.spec.parameters, params)?;
-        let live = self.live(namespace, name);
-        let (ready, init_ms) = self.ready(state, &live, &function).await?;
-        live.invocations.fetch_add(1, Ordering::Relaxed);
+        let PreparedCall {
+            function,
+            live,
+            ready,
+            init_ms,
+            ctx,
+        } = self
+            .prepare_call(state, namespace, name, params, &activation_id)
+            .await?;
         let start = SystemTime::now();
-        let ctx = context(&function, params, &activation_id, ready.max_duration, state);
         let limits = match record {
             true => limits_json(&function, state.operator_limits()),
             false => Value::Null,
@@ -493,14 +520,7 @@ impl Functions {
                 functions.keep_record(&id, activation_record(&invocation));
             }
         }));
-        let engine = ready.engine;
-        let output = execute(state, ready, ctx, finish, origin).await;
-        let outcome = match &output {
-            Ok(output) => action_outcome(output.result.as_deref()),
-            Err(e) => error_outcome(e),
-        };
-        state.observe_run(engine, outcome, started);
-        let output = output?;
+        let output = execute_counted(state, ready, ctx, finish, origin, started).await?;
         Ok(Invocation {
             activation_id,
             limits,
@@ -708,6 +728,15 @@ fn context(
     let mut ctx = request.into_context(state.api_host().map(str::to_owned));
     ctx.params = params;
     ctx
+}
+
+/// See [`Functions::prepare_call`].
+struct PreparedCall {
+    function: Arc<Function>,
+    live: Arc<Live>,
+    ready: Ready,
+    init_ms: Option<u64>,
+    ctx: ActivationContext,
 }
 
 struct InvocationView<'a> {

@@ -10,14 +10,13 @@ pub const DEFAULT_NAMESPACE: &str = "_";
 /// One activation's host context.
 #[derive(Debug)]
 pub struct ActivationHost {
-    /// The invoker's `namespace` of the activation: what host calls are
-    /// scoped by, never anything the guest says.
-    namespace: Option<String>,
     /// The state as this activation sees it; its locks are released when
     /// the host context is dropped (the activation ended, whatever the
     /// outcome, and its engine let go of it).
     state: ow_state::Session,
-    /// The actions it calls.
+    /// The actions it calls; it keeps the invoker's `namespace` of the
+    /// activation, what host calls are scoped by (never anything the guest
+    /// says).
     calls: crate::chain::Calls,
 }
 
@@ -34,7 +33,6 @@ impl ActivationHost {
         let namespace = ctx.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE);
         Self {
             state: app.state.session(namespace, deadline.clone()),
-            namespace: ctx.namespace.clone(),
             calls: crate::chain::Calls::new(app, ctx, deadline, origin, caller),
         }
     }
@@ -43,7 +41,7 @@ impl ActivationHost {
 #[ow_common::async_trait]
 impl Host for ActivationHost {
     fn namespace(&self) -> Option<&str> {
-        self.namespace.as_deref()
+        self.calls.request_namespace()
     }
 
     fn max_value_bytes(&self) -> usize {

@@ -743,7 +743,7 @@ async fn run(state: Data<AppState>, id: &str, body: Payload) -> Result<HttpRespo
 }
 
 /// The `outcome` label of an activation's result.
-pub(crate) fn action_outcome(result: Result<&[u8], &ActionError>) -> &'static str {
+fn action_outcome(result: Result<&[u8], &ActionError>) -> &'static str {
     match result {
         Ok(bytes) if has_error_field(bytes) => "application_error",
         Ok(_) => "success",
@@ -753,7 +753,7 @@ pub(crate) fn action_outcome(result: Result<&[u8], &ActionError>) -> &'static st
 }
 
 /// The `outcome` label of an activation that ended in an error answer.
-pub(crate) fn error_outcome(e: &ApiError) -> &'static str {
+fn error_outcome(e: &ApiError) -> &'static str {
     match e {
         ApiError::Action(e) => action_outcome(Err(e)),
         ApiError::Busy(_) | ApiError::OverBudget { .. } => "rejected",
@@ -925,6 +925,26 @@ pub(crate) async fn execute(
     });
     task.await
         .map_err(|e| ApiError::Internal(format!("activation task failed: {e}")))
+}
+
+/// [`execute`], counted in `ow_activations_total` and timed from
+/// `started`: for activations no /run counts (functions, callees).
+pub(crate) async fn execute_counted(
+    state: &Data<AppState>,
+    ready: Ready,
+    ctx: ow_common::ActivationContext,
+    finish: Finish,
+    origin: crate::chain::Origin,
+    started: std::time::Instant,
+) -> Result<ActivationOutput, ApiError> {
+    let engine = ready.engine;
+    let output = execute(state, ready, ctx, finish, origin).await;
+    let outcome = match &output {
+        Ok(output) => action_outcome(output.result.as_deref()),
+        Err(e) => error_outcome(e),
+    };
+    state.observe_run(engine, outcome, started);
+    output
 }
 
 /// An activation in context `ctx` that must end within `time_limit`, with
